@@ -1,0 +1,1 @@
+"""Data stages: messages -> tokens (render), trajectory statistics."""

@@ -1,0 +1,54 @@
+"""The klong error tree and the reasons an episode ends.
+
+Every error klong raises on purpose derives from `KlongError`, so a CLI can print it as one clear line and exit non-zero
+instead of a traceback. Errors about a file always name the file.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+
+class StopReason(StrEnum):
+    """Why an episode (one rollout) ended. Stored in every finished trajectory as `stop_reason`."""
+
+    END_TASK = "end_task"
+    """The model called `end_task` (or the source agent submitted) and the call was accepted."""
+    TIMEOUT = "timeout"
+    """The time limit (wall or virtual) was reached: a normal end, the submission is graded."""
+    MAX_TURNS = "max_turns"
+    """The configured limit on assistant turns was reached."""
+    CONTEXT_EXHAUSTED = "context_exhausted"
+    """The pinned prefix alone no longer fits the context window, so no further call is possible."""
+    MODEL_ERROR = "model_error"
+    """The model endpoint kept failing after all retries (infrastructure, never shown to the model)."""
+    SANDBOX_ERROR = "sandbox_error"
+    """The sandbox died or could not run a command (infrastructure, never shown to the model)."""
+    INTERRUPTED = "interrupted"
+    """The run was stopped from outside (Ctrl-C, SIGTERM); it can be resumed."""
+    ERROR = "error"
+    """Any other failure of the harness itself."""
+    UNKNOWN = "unknown"
+    """Imported from a source that does not say why it ended."""
+
+
+class KlongError(Exception):
+    """Base of every error klong raises deliberately. `str(err)` is a complete, user-facing message."""
+
+
+class InputFileError(KlongError):
+    """A file klong was asked to read is missing, malformed, truncated or of the wrong shape."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(KlongError):
+    """A configuration value or model/sandbox spec is invalid."""
+
+
+class ImportFormatError(InputFileError):
+    """A trajectory file does not have the shape of the agent format it was imported as."""

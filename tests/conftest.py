@@ -1,0 +1,66 @@
+"""Shared fixtures: the real data in ../shared/data, a tiny random-weight model, and the marker tiers.
+
+Tiers: `slow` runs with `--run-slow` (or KLONG_RUN_SLOW=1); `docker` needs a reachable Docker daemon; `gpu` needs CUDA;
+`api` needs KLONG_API_TESTS=1 and real credentials. Each skips cleanly, saying why, when its infrastructure is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.shared import shared_path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = config.getoption("--run-slow") or os.environ.get("KLONG_RUN_SLOW") == "1"
+    checks = {
+        "slow": (lambda: run_slow, "slow tier: run with --run-slow"),
+        "docker": (_docker_available, "no Docker daemon reachable"),
+        "gpu": (lambda: __import__("torch").cuda.is_available(), "no CUDA GPU"),
+        "api": (lambda: os.environ.get("KLONG_API_TESTS") == "1", "real-endpoint tests: set KLONG_API_TESTS=1"),
+    }
+    cache: dict[str, bool] = {}
+    for item in items:
+        for marker, (available, why) in checks.items():
+            if marker in item.keywords:
+                if marker not in cache:
+                    cache[marker] = bool(available())
+                if not cache[marker]:
+                    item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir() -> Path:
+    return shared_path("tokenizers", "qwen2.5")
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer(qwen_tokenizer_dir):
+    from klong.models.tokenizer import load_tokenizer
+
+    return load_tokenizer(qwen_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, qwen_tokenizer_dir) -> Path:
+    """A tiny random-weight Qwen2 model saved with the real Qwen2.5 tokenizer; loads as `hf:PATH`."""
+    from klong.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), qwen_tokenizer_dir)

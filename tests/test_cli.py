@@ -1,0 +1,72 @@
+import json
+
+from typer.testing import CliRunner
+
+from klong import __version__
+from klong.cli import app
+from klong.schema import read_trajectory
+from tests.shared import shared_path
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_import_and_stats_all_shared_trajectories(tmp_path, qwen_tokenizer_dir):
+    swe = sorted(shared_path("trajectories", "swe-agent").glob("*.traj"))
+    mini = sorted(shared_path("trajectories", "mini-swe-agent").glob("*.json"))
+    out = tmp_path / "imported"
+    r1 = runner.invoke(app, ["trajectory", "import", *map(str, swe), "--from", "swe-agent", "--out", str(out)])
+    assert r1.exit_code == 0, r1.output
+    r2 = runner.invoke(app, ["trajectory", "import", *map(str, mini), "--from", "mini-swe-agent", "--out", str(out)])
+    assert r2.exit_code == 0, r2.output
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 24
+
+    result = runner.invoke(app, ["trajectory", "stats", str(out), "--tokenizer", str(qwen_tokenizer_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    rows = {r["id"]: r for r in report["trajectories"]}
+    assert len(rows) == 24
+    # counts derived independently from the source files
+    expected_assistant = 0
+    for src in swe:
+        raw = json.loads(src.read_text())
+        steps = raw.get("trajectory") or []
+        expected_assistant += len(steps) or sum(m["role"] == "assistant" for m in raw["history"])
+    for src in mini:
+        expected_assistant += sum(m["role"] == "assistant" for m in json.loads(src.read_text()))
+    assert report["total"]["assistant_turns"] == expected_assistant
+    assert report["total"]["messages"] == sum(len(read_trajectory(f).messages) for f in files)
+    assert all(r["tokens"] > 0 for r in rows.values())
+    assert report["total"]["tokens"] == sum(r["tokens"] for r in rows.values())
+
+    table = runner.invoke(app, ["trajectory", "stats", str(out)])
+    assert table.exit_code == 0 and "total (24)" in table.output
+
+
+def test_bad_files_are_reported_and_good_ones_kept(tmp_path):
+    good = shared_path("trajectories", "mini-swe-agent", "local.traj.json")
+    truncated = tmp_path / "cut.json"
+    truncated.write_text(good.read_text()[:100])
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["trajectory", "import", str(truncated), str(good), "--from", "mini-swe-agent", "--out", str(out)]
+    )
+    assert result.exit_code == 1
+    assert "cut.json" in result.output and "truncated" in result.output
+    assert [p.name for p in out.iterdir()] == ["local.json"]
+    assert truncated.read_text() == good.read_text()[:100]
+
+
+def test_unknown_format_and_missing_target(tmp_path):
+    result = runner.invoke(app, ["trajectory", "import", "x.json", "--from", "langchain", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown format 'langchain'" in result.output
+    result = runner.invoke(app, ["trajectory", "stats", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "none: no such file or folder" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
