@@ -70,3 +70,33 @@ def test_unknown_format_and_missing_target(tmp_path):
     assert result.exit_code == 2
     assert "none: no such file or folder" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_split_command(tmp_path, qwen_tokenizer_dir):
+    import pyarrow.parquet as pq
+
+    swe = sorted(shared_path("trajectories", "swe-agent").glob("*.traj"))
+    imported = tmp_path / "imported"
+    assert (
+        runner.invoke(
+            app, ["trajectory", "import", *map(str, swe), "--from", "swe-agent", "--out", str(imported)]
+        ).exit_code
+        == 0
+    )
+    out = tmp_path / "w.parquet"
+    args = ["split", str(imported), "--tokenizer", str(qwen_tokenizer_dir), "--max-len", "4096", "--overlap", "1024",
+            "--pin-turns", "2", "--max-prefix", "2048", "--out", str(out), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    table = pq.read_table(out)
+    assert stats["trajectories"] == 22 and stats["windows"] == table.num_rows > 22
+    assert stats["tokens"] == sum(table.column("num_tokens").to_pylist())
+    assert stats["trained_tokens"] == sum(sum(m) for m in table.column("loss_mask").to_pylist())
+    assert max(table.column("num_tokens").to_pylist()) <= 4096
+    assert stats["duplication"] > 1.0
+
+    bad = runner.invoke(app, ["split", str(imported), "--tokenizer", str(qwen_tokenizer_dir), "--max-len", "1000",
+                              "--overlap", "900", "--out", str(tmp_path / "x.parquet")])  # fmt: skip
+    assert bad.exit_code == 2 and "exceed the window" in bad.output
+    assert not (tmp_path / "x.parquet").exists()

@@ -1,0 +1,1 @@
+"""The agent: its context policy (what the model sees at each call)."""
