@@ -100,3 +100,43 @@ def test_split_command(tmp_path, qwen_tokenizer_dir):
                               "--overlap", "900", "--out", str(tmp_path / "x.parquet")])  # fmt: skip
     assert bad.exit_code == 2 and "exceed the window" in bad.output
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_run_command_batch_skip_redo(tmp_path):
+    import yaml
+
+    from tests.tasks import make_task
+
+    make_task(tmp_path / "tasks", task_id="alpha", paragraphs=2)
+    make_task(tmp_path / "tasks", task_id="beta", paragraphs=2)
+    script = tmp_path / "s.yaml"
+    script.write_text(yaml.safe_dump({"turns": [
+        {"content": "r", "tool_calls": [{"name": "read_paper", "arguments": {"page": 1}}]},
+        {"content": "w", "tool_calls": [{"name": "write_file", "arguments": {"path": "submission/x.txt", "content": "1"}}]},
+        {"content": "e", "tool_calls": [{"name": "end_task", "arguments": {}}]}]}))  # fmt: skip
+    out = tmp_path / "run"
+    args = ["run", str(tmp_path / "tasks"), "--model", f"scripted:{script}", "--out", str(out), "--clock", "virtual",
+            "--attempts", "2", "--concurrency", "3", "--time-limit", "1h"]  # fmt: skip
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in (out / "trajectories").iterdir()) == [
+        "alpha__a0.json",
+        "alpha__a1.json",
+        "beta__a0.json",
+        "beta__a1.json",
+    ]
+    assert len((out / "summaries.jsonl").read_text().splitlines()) == 4
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["time_limit"] == 3600 and config["clock"] == "virtual"
+    assert json.loads((out / "meta.json").read_text())["extra"]["attempts"] == 2
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "no runs needed running" in again.output
+    redo = runner.invoke(app, [*args, "--redo"])
+    assert redo.exit_code == 0 and len((out / "summaries.jsonl").read_text().splitlines()) == 8
+
+    # an unfinished trajectory is not silently overwritten
+    traj = json.loads((out / "trajectories" / "alpha__a0.json").read_text())
+    traj["stop_reason"] = None
+    (out / "trajectories" / "alpha__a0.json").write_text(json.dumps(traj))
+    blocked = runner.invoke(app, args)
+    assert blocked.exit_code == 2 and "unfinished run" in blocked.output and "--resume" in blocked.output

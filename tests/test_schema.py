@@ -94,3 +94,19 @@ def test_read_errors_name_the_file(tmp_path):
     with pytest.raises(InputFileError, match="truncated"):
         read_trajectory(truncated)
     assert good.read_text() == text  # nothing already written is touched
+
+
+def test_incremental_writer_matches_full_write(tmp_path):
+    from klong.schema import TrajectoryWriter
+
+    traj = _traj()
+    writer = TrajectoryWriter(tmp_path / "inc.json")
+    for i in range(5):
+        traj.messages.append(Message(role="user", content=f"more {i}"))
+        writer.save(traj)
+        traj.messages[-1].content += " (notice)"  # the runtime may still touch the newest message
+        writer.save(traj)
+        write_trajectory(tmp_path / "full.json", traj)
+        inc, full = read_trajectory(tmp_path / "inc.json"), read_trajectory(tmp_path / "full.json")
+        assert inc.model_dump(exclude={"updated_at"}) == full.model_dump(exclude={"updated_at"})
+    assert read_trajectory(tmp_path / "inc.json").messages[-1].content == "more 4 (notice)"

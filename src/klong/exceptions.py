@@ -52,3 +52,15 @@ class ConfigError(KlongError):
 
 class ImportFormatError(InputFileError):
     """A trajectory file does not have the shape of the agent format it was imported as."""
+
+
+class ModelError(KlongError):
+    """The model endpoint failed and retries are exhausted (infrastructure: ends the episode, never shown to the model)."""
+
+
+class ContextLengthError(ModelError):
+    """The server refused the request because the prompt is longer than its context window."""
+
+
+class SandboxError(KlongError):
+    """The sandbox could not run a command (infrastructure: ends the episode, never shown to the model)."""

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from klong.exceptions import InputFileError, StopReason
-from klong.io import read_json, validate_record, write_model
+from klong.io import atomic_write_text, read_json, validate_record, write_model
 
 TRAJECTORY_SCHEMA_VERSION = 1
 RUN_META_SCHEMA_VERSION = 1
@@ -237,6 +237,38 @@ def write_trajectory(path: str | Path, traj: Trajectory, *, fsync: bool = True) 
     """Save a trajectory atomically (safe to call after every step: a reader never sees a half-written file)."""
     traj.updated_at = _now()
     write_model(path, traj, fsync=fsync)
+
+
+class TrajectoryWriter:
+    """Saves a growing trajectory atomically after every step, without re-serialising the messages it already wrote.
+
+    Messages are cached by identity; the last `fresh` ones are always serialised again (the runtime may still append a
+    notice to the last tool result). The file is the same as `write_trajectory` would write.
+    """
+
+    def __init__(self, path: str | Path, *, fresh: int = 2, fsync: bool = True):
+        self.path = Path(path)
+        self.fresh = fresh
+        self.fsync = fsync
+        self._cache: list[tuple[Message, str]] = []
+
+    def save(self, traj: Trajectory) -> None:
+        traj.updated_at = _now()
+        stable = len(traj.messages) - self.fresh
+        parts = []
+        for i, m in enumerate(traj.messages):
+            if i < len(self._cache) and i < stable and self._cache[i][0] is m:
+                parts.append(self._cache[i][1])
+                continue
+            text = m.model_dump_json(exclude_none=True)
+            if i < len(self._cache):
+                self._cache[i] = (m, text)
+            else:
+                self._cache.append((m, text))
+            parts.append(text)
+        del self._cache[len(traj.messages) :]
+        head = traj.model_dump_json(exclude_none=True, exclude={"messages"})
+        atomic_write_text(self.path, f'{head[:-1]},"messages":[{",".join(parts)}]}}\n', fsync=self.fsync)
 
 
 def read_run_meta(path: str | Path) -> RunMeta:

@@ -100,3 +100,20 @@ def write_task(task_dir: str | Path, task: Task) -> Path:
     atomic_write_text(task_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     atomic_write_json(task_dir / RUBRIC_FILE, task.rubric, indent=4)
     return task_dir
+
+
+def find_tasks(paths: list[Path] | list[str]) -> list[Task]:
+    """Task dirs named directly, or every task dir (a folder with `config.yaml` and `rubric.json`) one level below."""
+    tasks = []
+    for p in map(Path, paths):
+        if (p / CONFIG_FILE).exists():
+            tasks.append(read_task(p))
+        elif p.is_dir() and any((c / CONFIG_FILE).exists() for c in p.iterdir() if c.is_dir()):
+            tasks += [read_task(c) for c in sorted(p.iterdir()) if (c / CONFIG_FILE).exists()]
+        else:
+            raise InputFileError(p, "not a task dir (no config.yaml) nor a folder of task dirs")
+    ids = [t.id for t in tasks]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise InputFileError(paths[0], f"task ids appear more than once: {', '.join(dupes)}")
+    return tasks

@@ -53,8 +53,8 @@ class ContextConfig(BaseModel):
     """The window: prompt plus generated turn never exceed it."""
     reserve_tokens: int = 0
     """Tokens kept free for the answer; the runtime sets it to its max generation length."""
-    overlap_tokens: int = 4096
-    """Budget for the most recent turns carried into a new epoch."""
+    overlap_tokens: int | None = None
+    """Budget for the most recent turns carried into a new epoch; default an eighth of the window minus the reserve."""
     pin_turns: int = 0
     """Turns after the head that are pinned (the mandatory paper reading)."""
     pin_marker: str | None = None
@@ -67,16 +67,22 @@ class ContextConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ContextConfig:
-        if self.max_context_tokens <= 0 or self.reserve_tokens < 0 or self.overlap_tokens < 0 or self.pin_turns < 0:
+        if self.max_context_tokens <= 0 or self.reserve_tokens < 0 or self.overlap < 0 or self.pin_turns < 0:
             raise ValueError("max_context_tokens must be > 0; reserve, overlap and pin_turns >= 0")
         if self.reserve_tokens >= self.max_context_tokens:
             raise ValueError("reserve_tokens must be smaller than max_context_tokens")
-        if self.prefix_budget + self.overlap_tokens > self.max_context_tokens - self.reserve_tokens:
+        if self.prefix_budget + self.overlap > self.max_context_tokens - self.reserve_tokens:
             raise ValueError(
-                f"prefix budget ({self.prefix_budget}) + overlap_tokens ({self.overlap_tokens}) exceed the window "
+                f"prefix budget ({self.prefix_budget}) + overlap_tokens ({self.overlap}) exceed the window "
                 f"minus the reserve ({self.max_context_tokens - self.reserve_tokens})"
             )
         return self
+
+    @property
+    def overlap(self) -> int:
+        if self.overlap_tokens is not None:
+            return self.overlap_tokens
+        return (self.max_context_tokens - self.reserve_tokens) // 8
 
     @property
     def prefix_budget(self) -> int:
@@ -233,7 +239,7 @@ class ContextPolicy:
         if base > budget:
             raise ContextExhaustedError(f"the pinned prefix and notice ({base} tokens) leave no room in {budget}")
         room = budget - base
-        limit = min(cfg.overlap_tokens, room)
+        limit = min(cfg.overlap, room)
         start = t
         carried = 0
         while start - 1 >= pinned and carried + lengths[start - 1] <= limit:

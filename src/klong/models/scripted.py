@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from klong.exceptions import KlongError
+from klong.exceptions import ModelError
 from klong.io import read_json, read_yaml, validate_record
 from klong.schema import Message, Record, ToolCall, ToolFunction
 
 
-class ScriptExhaustedError(KlongError):
+class ScriptExhaustedError(ModelError):
     """The scripted model was asked for more turns than its script holds."""
 
 
@@ -71,6 +71,10 @@ class ScriptedModel:
         self.position = 0
         self.calls = 0
         """Number of `generate` calls answered (for tests that count model calls)."""
+
+    def resume(self, assistant_turns: int) -> None:
+        """Continue a resumed episode: the first `assistant_turns` turns were already answered."""
+        self.position = assistant_turns
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedModel:

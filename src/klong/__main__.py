@@ -1,0 +1,5 @@
+"""`python -m klong` runs the command line."""
+
+from klong.cli import main
+
+main()

@@ -1,0 +1,251 @@
+"""The agent loop: one episode of one model on one task, saved after every step, resumable after `kill -9`.
+
+    while not stopped:
+        view  = context policy's view of the history            (a new epoch on a context-length error)
+        reply = model(view, tools)                               (save)
+        for each tool call: result = tool(call)                  (save after each)
+
+Infrastructure failures (endpoint down after retries, broken sandbox) end the episode with their stop reason and are
+never shown to the model; the model's own mistakes (malformed calls, refused paths, early end_task) are, and it goes on.
+On resume, the reading progress, clock, context epochs and the model's script position are rebuilt from the saved
+trajectory; tool calls saved without results are run, so every turn appears exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from klong.agent.clock import Clock, VirtualClock, WallClock, format_duration
+from klong.agent.config import AgentConfig
+from klong.agent.context import ContextConfig, ContextExhaustedError, ContextPolicy
+from klong.agent.monitor import blacklist_violations
+from klong.agent.prompts import NO_TOOL_CALL, SYSTEM_PROMPT, TIME_NOTICE, task_message
+from klong.agent.tools import Toolbox
+from klong.agent.workspace import Workspace
+from klong.data.approx import ApproxRenderer
+from klong.data.render import ChatRenderer
+from klong.exceptions import ConfigError, ContextLengthError, InputFileError, ModelError, SandboxError, StopReason
+from klong.io import format_validation_error
+from klong.protocols import Model
+from klong.sandbox import Sandbox
+from klong.schema import Message, Trajectory, TrajectoryWriter, read_trajectory
+from klong.task import Task
+
+OnUpdate = Callable[[Trajectory, str], None]
+
+
+class Episode:
+    def __init__(self, task: Task, model: Model, sandbox: Sandbox, config: AgentConfig, path: str | Path, *,
+                 run_id: str, tokenizer=None, on_update: OnUpdate | None = None):  # fmt: skip
+        self.task, self.model, self.sandbox, self.config = task, model, sandbox, config
+        self.path = Path(path)
+        self.run_id = run_id
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+        self.on_update = on_update
+        self.workspace = Workspace(sandbox.workspace, sandbox.root)
+        self.traj: Trajectory
+        self.clock: Clock
+        self.tools: Toolbox
+        self.policy: ContextPolicy
+
+    # -- setup -----------------------------------------------------------------------------------------------------
+    def _load(self, resume: bool) -> Trajectory:
+        if self.path.exists():
+            if not resume:
+                raise InputFileError(self.path, "a trajectory exists already: resume it (--resume) or redo (--redo)")
+            return read_trajectory(self.path)
+        messages = [Message(role="system", content=SYSTEM_PROMPT, time=0.0),
+                    Message(role="user", content=task_message(self.task, self.sandbox.root, self.config.time_limit),
+                            time=0.0)]  # fmt: skip
+        return Trajectory(id=self.run_id, task_id=self.task.id, model=self.model.name, sandbox=self.sandbox.kind,
+                          messages=messages, time_limit=self.config.time_limit,
+                          virtual_time=0.0 if self.config.clock == "virtual" else None)  # fmt: skip
+
+    def _setup(self, resume: bool) -> None:
+        self.traj = self._load(resume)
+        self._writer = TrajectoryWriter(self.path)
+        self._wall_offset = self.traj.wall_time
+        self._wall_start = time.monotonic()
+        virtual = self.config.clock == "virtual"
+        self.clock = VirtualClock(self.traj.virtual_time or 0.0) if virtual else WallClock(self.traj.wall_time)
+        self.workspace.prepare(self.task)
+        self.tools = Toolbox(self.task, self.workspace, self.sandbox, self.config, self.clock)
+        self.tools.restore(self.traj.messages)
+        self.tools.turns = self.traj.assistant_turns()
+        self.traj.tools = self.tools.schemas()
+        context = self._context_config()
+        renderer = (ChatRenderer(self.tokenizer, self.traj.tools, self.traj.messages[0])
+                    if self.tokenizer is not None else ApproxRenderer())  # fmt: skip
+        self.policy = ContextPolicy(context, renderer)
+        self.traj.meta.setdefault("context", context.model_dump())
+        self._replay_policy()
+        if hasattr(self.model, "resume"):
+            self.model.resume(self.traj.assistant_turns())
+
+    def _context_config(self) -> ContextConfig:
+        """The configured context, keeping room for the model's longest answer (`reserve_tokens` >= `max_tokens`)."""
+        context = self.config.context
+        max_tokens = getattr(getattr(self.model, "config", None), "max_tokens", 0) or 0
+        if max_tokens <= context.reserve_tokens:
+            return context
+        try:
+            return ContextConfig.model_validate({**context.model_dump(), "reserve_tokens": max_tokens})
+        except ValidationError as e:
+            raise ConfigError(
+                f"the model's max_tokens ({max_tokens}) does not fit the context settings: {format_validation_error(e)}"
+            ) from None
+
+    def _replay_policy(self) -> None:
+        """Bring the policy's epoch state to the end of a resumed trajectory (forced epochs were recorded)."""
+        history: list[Message] = []
+        for m in self.traj.messages:
+            if m.role == "assistant":
+                forced = bool((m.meta or {}).get("context", {}).get("forced"))
+                with contextlib.suppress(ContextExhaustedError):
+                    self.policy.view(history, force_new_epoch=forced)
+            history.append(m)
+
+    # -- bookkeeping -----------------------------------------------------------------------------------------------
+    def _stamp(self, message: Message) -> Message:
+        message.time = round(self._wall(), 3)
+        if self.clock.kind == "virtual":
+            message.virtual_time = self.clock.elapsed()
+        return message
+
+    def _wall(self) -> float:
+        return self._wall_offset + time.monotonic() - self._wall_start
+
+    def _save(self, event: str = "") -> None:
+        self.traj.wall_time = round(self._wall(), 3)
+        if self.clock.kind == "virtual":
+            self.traj.virtual_time = self.clock.elapsed()
+        self._writer.save(self.traj)
+        if self.on_update is not None:
+            self.on_update(self.traj, event)
+
+    def _stop(self, reason: StopReason, detail: str | None = None) -> None:
+        self.traj.stop_reason = reason
+        self.traj.stop_detail = detail
+
+    def _time_up(self) -> bool:
+        return self.clock.elapsed() >= self.config.time_limit
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+    async def run(self, *, resume: bool = False) -> Trajectory:
+        self._setup(resume)
+        if self.traj.finished:
+            return self.traj
+        self._save("start")
+        await self.sandbox.start()
+        try:
+            await self._answer_pending()
+            while not self.traj.finished:
+                await self._step()
+        except SandboxError as e:
+            self._stop(StopReason.SANDBOX_ERROR, str(e))
+        finally:
+            violations = blacklist_violations(self.traj, self.task.blacklist)
+            self.traj.meta["monitor"] = {"blacklist_violations": violations}
+            self._save("end" if self.traj.finished else "interrupted")
+            await self.sandbox.close()
+        return self.traj
+
+    async def _step(self) -> None:
+        if self._time_up():
+            return self._stop(StopReason.TIMEOUT, f"time limit {format_duration(self.config.time_limit)} reached")
+        if self.config.max_turns is not None and self.tools.turns >= self.config.max_turns:
+            return self._stop(StopReason.MAX_TURNS)
+        reply = await self._call_model()
+        if reply is None:
+            return None
+        self.traj.messages.append(self._stamp(reply))
+        self.tools.turns += 1
+        self.clock.charge(self.config.turn_cost)
+        self._save("model")
+        await self._answer_pending()
+
+    async def _call_model(self) -> Message | None:
+        forced = False
+        for _ in range(self.config.max_context_retries + 1):
+            try:
+                view = self.policy.view(self.traj.messages, force_new_epoch=forced)
+            except ContextExhaustedError as e:
+                self._stop(StopReason.CONTEXT_EXHAUSTED, str(e))
+                return None
+            try:
+                reply = await self.model.generate(view.messages, self.traj.tools)
+            except ContextLengthError as e:
+                forced, detail = True, str(e)
+                continue
+            except ModelError as e:
+                self._stop(StopReason.MODEL_ERROR, str(e))
+                return None
+            if reply.role != "assistant":
+                raise ModelError(f"{self.model.name} returned a {reply.role!r} message")
+            meta = dict(reply.meta or {})
+            meta["context"] = {
+                "epoch": view.epoch,
+                "prompt_tokens": view.prompt_tokens,
+                **({"forced": True} if forced else {}),
+            }
+            reply.meta = meta
+            return reply
+        self._stop(
+            StopReason.CONTEXT_EXHAUSTED,
+            f"context-length errors after {self.config.max_context_retries} new epochs: {detail}",
+        )
+        return None
+
+    async def _answer_pending(self) -> None:
+        """Run the tool calls of the last assistant message that have no result yet (all of them, or the rest after a
+        resume), then add the time notice."""
+        last = next(
+            (i for i in range(len(self.traj.messages) - 1, -1, -1) if self.traj.messages[i].role == "assistant"), None
+        )
+        if last is None:
+            return
+        assistant = self.traj.messages[last]
+        answered = {m.tool_call_id for m in self.traj.messages[last + 1 :] if m.role == "tool"}
+        ended = False
+        for call in assistant.tool_calls or []:
+            if call.id in answered:
+                continue
+            if self._time_up():
+                outcome_text, end = "[not run: the time limit was reached]", False
+            else:
+                outcome = await self.tools.execute(call)
+                self.clock.charge(self.tools.cost(call.function.name, outcome))
+                outcome_text, end = outcome.text, outcome.end_task
+            ended = ended or end
+            self.traj.messages.append(self._stamp(Message(role="tool", content=outcome_text, tool_call_id=call.id,
+                                                          name=call.function.name)))  # fmt: skip
+            self._save(call.function.name)
+        if not assistant.tool_calls and last == len(self.traj.messages) - 1:
+            errors = (assistant.meta or {}).get("parse_errors")
+            text = NO_TOOL_CALL if not errors else f"Your tool call could not be read: {errors[0]}. {NO_TOOL_CALL}"
+            self.traj.messages.append(self._stamp(Message(role="user", content=text)))
+            self._save("reminder")
+        if ended:
+            self._stop(StopReason.END_TASK)
+        else:
+            self._time_notice()
+
+    def _time_notice(self) -> None:
+        used = self.clock.elapsed() / self.config.time_limit if self.config.time_limit else 0.0
+        given = int(self.traj.meta.get("notices_given", 0))
+        due = sum(1 for f in self.config.time_notices if used >= f)
+        if due <= given:
+            return
+        self.traj.meta["notices_given"] = due
+        limit = self.config.time_limit
+        text = TIME_NOTICE.format(used=format_duration(self.clock.elapsed()),
+                                  left=format_duration(max(0.0, limit - self.clock.elapsed())), limit=format_duration(limit))  # fmt: skip
+        last = self.traj.messages[-1]
+        if last.role in ("tool", "user"):
+            last.content = f"{last.content or ''}\n\n{text}"
+        self._save("notice")

@@ -1,0 +1,65 @@
+"""The agent's workspace: `paper/` (paper, addendum, blacklist; never the rubric) and `submission/` (what is graded).
+
+File tools resolve every path through `Workspace.resolve`, which refuses anything outside the workspace: `..` escapes,
+absolute paths elsewhere, and symlinks that lead out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from klong.io import atomic_write_text
+from klong.task import ADDENDUM_FILE, BLACKLIST_FILE, PAPER_FILE, Task
+
+
+class PathRefused(Exception):
+    """A file tool was given a path outside the workspace (shown to the model as a tool error)."""
+
+
+class Workspace:
+    def __init__(self, host_root: str | Path, agent_root: str):
+        self.host_root = Path(host_root).resolve()
+        self.agent_root = agent_root.rstrip("/") or "/"
+
+    @property
+    def paper_dir(self) -> Path:
+        return self.host_root / "paper"
+
+    @property
+    def submission_dir(self) -> Path:
+        return self.host_root / "submission"
+
+    def prepare(self, task: Task) -> None:
+        """Write the agent-visible task files (idempotent; never the rubric)."""
+        self.paper_dir.mkdir(parents=True, exist_ok=True)
+        self.submission_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.paper_dir / PAPER_FILE, task.paper)
+        atomic_write_text(self.paper_dir / ADDENDUM_FILE, task.addendum)
+        atomic_write_text(
+            self.paper_dir / BLACKLIST_FILE, "\n".join(task.blacklist) + "\n" if task.blacklist else "none\n"
+        )
+
+    def resolve(self, path: str) -> Path:
+        """Host path for a path the agent gave (relative to the workspace, or absolute under it)."""
+        if not isinstance(path, str) or not path.strip():
+            raise PathRefused("a non-empty path is required")
+        path = path.strip()
+        for prefix in (self.agent_root, str(self.host_root)):
+            if path == prefix:
+                path = "."
+                break
+            if path.startswith(prefix.rstrip("/") + "/"):
+                path = path[len(prefix.rstrip("/")) + 1 :]
+                break
+        if os.path.isabs(path):
+            raise PathRefused(f"{path}: outside the workspace ({self.agent_root})")
+        target = (self.host_root / path).resolve()
+        if target != self.host_root and self.host_root not in target.parents:
+            raise PathRefused(f"{path}: resolves outside the workspace")
+        return target
+
+    def display(self, host_path: Path) -> str:
+        """How the agent sees a host path."""
+        rel = host_path.resolve().relative_to(self.host_root)
+        return f"{self.agent_root}/{rel}" if str(rel) != "." else self.agent_root

@@ -1,0 +1,15 @@
+"""The `klong` command line. Each verb reads the previous stage's files and writes its own."""
+
+from __future__ import annotations
+
+from klong.cli import run, split, trajectory  # noqa: F401  (registers the commands)
+from klong.cli.common import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

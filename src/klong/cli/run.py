@@ -1,0 +1,96 @@
+"""`klong run`: one model on one or many tasks, in a sandbox, under a time limit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from klong.cli.common import app, console, handle_errors
+
+
+@app.command("run")
+@handle_errors
+def run_cmd(
+    tasks: Annotated[list[Path], typer.Argument(help="Task dirs (PaperBench layout), or folders of task dirs.")],
+    model: Annotated[str, typer.Option("--model", help="openai:NAME, hf:PATH, scripted:FILE or replay:TRAJECTORY.")],
+    out: Annotated[Path, typer.Option("--out", help="Run dir (trajectories, workspaces, summaries).")],
+    sandbox: Annotated[str, typer.Option("--sandbox", help="local, bwrap or docker.")] = "local",
+    time_limit: Annotated[
+        str | None, typer.Option("--time-limit", help="Per-episode limit, e.g. 2h, 30m, 600.")
+    ] = None,
+    clock: Annotated[str | None, typer.Option("--clock", help="wall, or virtual for synthetic tasks.")] = None,
+    attempts: Annotated[int, typer.Option("--attempts", help="Episodes per task.")] = 1,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Episodes running at once.")] = 4,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue unfinished runs.")] = False,
+    redo: Annotated[bool, typer.Option("--redo", help="Run again even finished runs.")] = False,
+    max_turns: Annotated[int | None, typer.Option("--max-turns", help="Cap on assistant turns.")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint URL.")] = None,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", help="Env var holding the API key.")] = "OPENAI_API_KEY",
+    tokenizer: Annotated[
+        Path | None, typer.Option("--tokenizer", help="Tokenizer of the served model (context counting).")
+    ] = None,
+    max_len: Annotated[int | None, typer.Option("--max-len", help="Context window in tokens.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most tokens per model turn.")] = None,
+    logprobs: Annotated[bool, typer.Option("--logprobs", help="Record sampled ids and logprobs (vLLM).")] = False,
+    env: Annotated[list[str] | None, typer.Option("--env", help="Host env var passed to the sandbox (repeat).")] = None,
+    config: Annotated[
+        list[str] | None, typer.Option("-c", "--config", help="YAML file or key.path=value (repeat).")
+    ] = None,
+) -> None:
+    """Run a model on tasks: a trajectory and a submission per (task, attempt)."""
+    from klong.agent.config import AgentConfig
+    from klong.config import deep_merge, load_config, merge_sources, parse_duration, write_config
+    from klong.models import load_model
+    from klong.models.config import ModelConfig
+    from klong.models.tokenizer import load_tokenizer
+    from klong.provenance import collect_run_meta
+    from klong.rollout.progress import RolloutProgress
+    from klong.rollout.runner import run_rollouts
+    from klong.schema import write_run_meta
+    from klong.task import find_tasks
+
+    flags: dict = {}
+    if time_limit is not None:
+        flags["time_limit"] = parse_duration(time_limit)
+    if clock is not None:
+        flags["clock"] = clock
+    if max_turns is not None:
+        flags["max_turns"] = max_turns
+    if max_len is not None:
+        flags["context"] = {"max_context_tokens": max_len}
+    if env:
+        flags["sandbox"] = {"env": env}
+    task_list = find_tasks(tasks)
+    # precedence: defaults < the task's `klong.agent` section < -c sources < flags
+    task_overrides = task_list[0].config.get("klong", {}).get("agent", {}) if len(task_list) == 1 else {}
+    data = merge_sources(config or [], base=deep_merge(AgentConfig().model_dump(), task_overrides))
+    agent_config = load_config(AgentConfig, [], base=deep_merge(data, flags))
+    gen = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens}.items() if v is not None}
+    model_config = ModelConfig(base_url=base_url, api_key_env=api_key_env, logprobs=logprobs, **gen)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out / "config.yaml", agent_config)
+    meta = collect_run_meta()
+    meta.extra = {"model": model, "sandbox": sandbox, "tasks": [t.id for t in task_list], "attempts": attempts}
+    write_run_meta(out / "meta.json", meta)
+    tok = load_tokenizer(tokenizer) if tokenizer is not None else None
+
+    with RolloutProgress(console) as progress:
+        summaries = asyncio.run(run_rollouts(
+            task_list, model_factory=lambda: load_model(model, model_config), sandbox=sandbox, config=agent_config,
+            out_dir=out, attempts=attempts, concurrency=concurrency, resume=resume, redo=redo, tokenizer=tok,
+            on_update=progress.update,
+        ))  # fmt: skip
+    table = Table(title=f"finished runs -> {out}")
+    for col in ("run", "stop", "turns", "tool calls", "time", "tokens", "files", "blacklist"):
+        table.add_column(col)
+    for s in summaries:
+        t = s.virtual_time if s.virtual_time is not None else s.wall_time
+        table.add_row(s.run_id, s.stop_reason or "-", str(s.assistant_turns), str(s.tool_calls), f"{t:.0f}s",
+                      f"{s.prompt_tokens + s.completion_tokens:,}", str(s.submission_files), str(s.blacklist_violations))  # fmt: skip
+    console.print(table if summaries else "no runs needed running (finished runs are skipped; --redo runs them again)")

@@ -1,0 +1,32 @@
+"""Generation and endpoint settings shared by the model backends."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from klong.agent.parsing import ToolFormat
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 4096
+    """Most tokens per model turn; the runtime keeps this much free in the context (`reserve_tokens`)."""
+    seed: int | None = None
+    tool_format: ToolFormat = "auto"
+    """How tool calls written as text are parsed (`hf` always; `openai` when the server returns no native calls)."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint (vLLM, SGLang, a provider); default `$OPENAI_BASE_URL`, else OpenAI."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (the key itself is never written anywhere)."""
+    max_retries: int = 6
+    """Retries (with exponential backoff, by the openai SDK) on 429, 5xx, timeouts and dropped connections."""
+    request_timeout: float = 600.0
+    logprobs: bool = False
+    """Ask an OpenAI-compatible server for sampled token ids and logprobs (vLLM: `return_tokens_as_token_ids`)."""
+    device: str | None = None
+    """`hf`: torch device (default: cuda if available, else cpu)."""
+    dtype: str = "auto"
+    """`hf`: torch dtype (`auto`, `float32`, `bfloat16`)."""

@@ -1,0 +1,120 @@
+"""`openai:NAME`: any OpenAI-compatible chat endpoint through the official `openai` SDK.
+
+Transient failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff by the SDK itself
+(`max_retries`); when retries run out, `ModelError` ends the episode. A refusal because the prompt is too long becomes
+`ContextLengthError`, on which the runtime starts a new context epoch. Native tool calls are used; a server that
+returns tool calls as text (no tool parser configured) is parsed with `klong.agent.parsing`. With `logprobs`, the
+sampled token ids and logprobs are recorded (vLLM's `return_tokens_as_token_ids`), so RL trains on what was sampled.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from klong.agent.parsing import parse_reply
+from klong.exceptions import ContextLengthError, ModelError
+from klong.models.config import ModelConfig
+from klong.schema import Message, ToolCall, ToolFunction, Usage
+
+_CONTEXT_PHRASES = ("context length", "context_length", "maximum context", "too many tokens", "prompt is too long",
+                    "input is too long", "reduce the length")  # fmt: skip
+
+
+def is_context_length_error(status: int | None, body: Any, message: str) -> bool:
+    text = (message + " " + str(body)).lower()
+    code = body.get("code") if isinstance(body, dict) else None
+    return status == 400 and (code == "context_length_exceeded" or any(p in text for p in _CONTEXT_PHRASES))
+
+
+class OpenAIModel:
+    def __init__(self, model_name: str, config: ModelConfig | None = None):
+        import openai
+
+        self.config = config or ModelConfig()
+        self.model_name = model_name
+        self.name = f"openai:{model_name}"
+        self.client = openai.AsyncOpenAI(
+            base_url=self.config.base_url or os.environ.get("OPENAI_BASE_URL"),
+            api_key=os.environ.get(self.config.api_key_env) or "EMPTY",
+            max_retries=self.config.max_retries,
+            timeout=self.config.request_timeout,
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def generate(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> Message:
+        import openai
+
+        c = self.config
+        kwargs: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": [m.to_openai() for m in messages],
+            "temperature": c.temperature,
+            "top_p": c.top_p,
+            "max_tokens": c.max_tokens,
+        }
+        if c.seed is not None:
+            kwargs["seed"] = c.seed
+        if tools:
+            kwargs["tools"] = list(tools)
+        if c.logprobs:
+            kwargs["logprobs"] = True
+            kwargs["extra_body"] = {"return_tokens_as_token_ids": True}
+        try:
+            response = await self.client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as e:
+            body = e.body if isinstance(e.body, dict) else {}
+            body = body.get("error", body) if isinstance(body, dict) else body
+            if is_context_length_error(e.status_code, body, str(e)):
+                raise ContextLengthError(f"{self.name}: {e.message}") from e
+            raise ModelError(f"{self.name}: HTTP {e.status_code} after retries: {e.message}") from e
+        except openai.APIError as e:
+            raise ModelError(f"{self.name}: {type(e).__name__} after retries: {e}") from e
+        if not response.choices:
+            raise ModelError(f"{self.name}: the server returned no choices")
+        return self._to_message(response)
+
+    def _to_message(self, response) -> Message:
+        choice = response.choices[0]
+        msg = choice.message
+        extra = getattr(msg, "model_extra", None) or {}
+        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+        content = msg.content
+        calls = [ToolCall(id=tc.id or f"call_{uuid.uuid4().hex[:12]}",
+                          function=ToolFunction(name=tc.function.name, arguments=tc.function.arguments or "{}"))
+                 for tc in msg.tool_calls or []]  # fmt: skip
+        if not calls and content and ("<tool_call>" in content or content.lstrip().startswith("{")):
+            parsed = parse_reply(content, self.config.tool_format)
+            if parsed.calls:
+                content = parsed.content
+                reasoning = reasoning or parsed.reasoning
+                calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", function=ToolFunction(name=p.name, arguments=p.arguments))
+                         for p in parsed.calls]  # fmt: skip
+        token_ids, logprobs = _sampled(choice)
+        usage = None
+        if response.usage is not None:
+            details = getattr(response.usage, "prompt_tokens_details", None)
+            usage = Usage(prompt_tokens=response.usage.prompt_tokens or 0,
+                          completion_tokens=response.usage.completion_tokens or 0,
+                          cached_tokens=getattr(details, "cached_tokens", None) if details else None)  # fmt: skip
+        return Message(role="assistant", content=content, reasoning_content=reasoning, tool_calls=calls or None,
+                       usage=usage, finish_reason=choice.finish_reason, token_ids=token_ids, logprobs=logprobs)  # fmt: skip
+
+
+def _sampled(choice) -> tuple[list[int] | None, list[float] | None]:
+    """Token ids and logprobs from `choice.logprobs` when the server sent ids (`token_id:N` tokens, as vLLM does)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None, None
+    ids, lps = [], []
+    for item in content:
+        token = item.token or ""
+        if not token.startswith("token_id:"):
+            return None, None
+        ids.append(int(token.split(":", 1)[1]))
+        lps.append(float(item.logprob))
+    return ids, lps

@@ -1,0 +1,136 @@
+"""Run many episodes: tasks x attempts, at most `concurrency` at a time.
+
+Run dir layout: `config.yaml`, `meta.json`, `trajectories/<run>.json`, `workspaces/<run>/{paper,submission}`,
+`summaries.jsonl` (one line per finished run). A finished run is skipped unless `redo`; an unfinished one (a killed
+process) is continued with `resume`, otherwise reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from klong.agent.config import AgentConfig
+from klong.agent.loop import Episode, OnUpdate
+from klong.agent.tools import submission_files
+from klong.agent.workspace import Workspace
+from klong.exceptions import KlongError, StopReason
+from klong.io import append_jsonl, iter_jsonl
+from klong.protocols import Model
+from klong.sandbox import make_sandbox
+from klong.schema import Trajectory, read_trajectory
+from klong.task import Task
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    task_id: str
+    attempt: int
+    model: str | None
+    sandbox: str | None
+    stop_reason: str | None
+    stop_detail: str | None = None
+    assistant_turns: int
+    tool_calls: int
+    wall_time: float
+    virtual_time: float | None = None
+    prompt_tokens: int
+    completion_tokens: int
+    submission_files: int
+    blacklist_violations: int
+    trajectory: str
+    workspace: str
+
+
+def run_id_for(task: Task, attempt: int) -> str:
+    return f"{task.id}__a{attempt}"
+
+
+def summarize(traj: Trajectory, attempt: int, out_dir: Path, workspace: Path) -> RunSummary:
+    usage = [m.usage for m in traj.messages if m.usage is not None]
+    monitor = traj.meta.get("monitor", {})
+    return RunSummary(
+        run_id=traj.id, task_id=traj.task_id or "", attempt=attempt, model=traj.model, sandbox=traj.sandbox,
+        stop_reason=traj.stop_reason.value if traj.stop_reason else None, stop_detail=traj.stop_detail,
+        assistant_turns=traj.assistant_turns(), tool_calls=traj.tool_call_count(), wall_time=traj.wall_time,
+        virtual_time=traj.virtual_time, prompt_tokens=sum(u.prompt_tokens for u in usage),
+        completion_tokens=sum(u.completion_tokens for u in usage),
+        submission_files=len(submission_files(Workspace(workspace, str(workspace)))),
+        blacklist_violations=len(monitor.get("blacklist_violations", [])),
+        trajectory=str((out_dir / "trajectories" / f"{traj.id}.json").relative_to(out_dir)),
+        workspace=str(workspace.relative_to(out_dir)),
+    )  # fmt: skip
+
+
+def read_summaries(out_dir: str | Path) -> list[RunSummary]:
+    path = Path(out_dir) / "summaries.jsonl"
+    return [RunSummary.model_validate(obj) for _, obj in iter_jsonl(path)] if path.exists() else []
+
+
+async def run_rollouts(
+    tasks: Sequence[Task],
+    *,
+    model_factory: Callable[[], Model],
+    sandbox: str,
+    config: AgentConfig,
+    out_dir: str | Path,
+    attempts: int = 1,
+    concurrency: int = 4,
+    resume: bool = False,
+    redo: bool = False,
+    tokenizer: Any = None,
+    on_update: OnUpdate | None = None,
+) -> list[RunSummary]:
+    """Run every (task, attempt); returns the summaries of the runs that finished in this call."""
+    out_dir = Path(out_dir).resolve()
+    (out_dir / "trajectories").mkdir(parents=True, exist_ok=True)
+    done = {s.run_id for s in read_summaries(out_dir)}
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+    finished: list[RunSummary] = []
+    errors: list[str] = []
+
+    async def one(task: Task, attempt: int) -> None:
+        run_id = run_id_for(task, attempt)
+        traj_path = out_dir / "trajectories" / f"{run_id}.json"
+        workspace = out_dir / "workspaces" / run_id
+        if traj_path.exists():
+            if redo:
+                traj_path.unlink()
+                shutil.rmtree(workspace, ignore_errors=True)
+            elif read_trajectory(traj_path).finished:
+                if run_id not in done:  # finished but killed before its summary line: write it now
+                    summary = summarize(read_trajectory(traj_path), attempt, out_dir, workspace)
+                    append_jsonl(out_dir / "summaries.jsonl", summary.model_dump())
+                return
+            elif not resume:
+                errors.append(f"{traj_path}: unfinished run; continue it with --resume or start over with --redo")
+                return
+        async with semaphore:
+            hidden = [str(out_dir), *([str(task.path.resolve())] if task.path else [])]
+            sandbox_config = config.sandbox.model_copy(update={"hide_paths": [*config.sandbox.hide_paths, *hidden]})
+            box = make_sandbox(sandbox, workspace, sandbox_config)
+            episode = Episode(task, model_factory(), box, config, traj_path, run_id=run_id, tokenizer=tokenizer,
+                              on_update=on_update)  # fmt: skip
+            traj = await episode.run(resume=traj_path.exists())
+        if traj.finished:
+            summary = summarize(traj, attempt, out_dir, workspace)
+            append_jsonl(out_dir / "summaries.jsonl", summary.model_dump())
+            finished.append(summary)
+
+    outcomes = await asyncio.gather(*(one(task, a) for task in tasks for a in range(attempts)), return_exceptions=True)
+    for outcome in outcomes:  # every run had its chance; now report what went wrong
+        if isinstance(outcome, KlongError):
+            errors.append(str(outcome))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+    if errors:
+        raise KlongError("; ".join(errors))
+    return finished
+
+
+__all__ = ["RunSummary", "StopReason", "read_summaries", "run_id_for", "run_rollouts", "summarize"]

@@ -1,0 +1,29 @@
+"""Sandboxes that run the agent's commands: `local`, `bwrap` (no network, read-only system), `docker`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from klong.exceptions import ConfigError
+from klong.sandbox.base import Sandbox, SandboxConfig
+from klong.sandbox.process import CommandResult
+
+__all__ = ["CommandResult", "Sandbox", "SandboxConfig", "make_sandbox"]
+
+
+def make_sandbox(kind: str, workspace: str | Path, config: SandboxConfig | None = None) -> Sandbox:
+    config = config or SandboxConfig()
+    workspace = Path(workspace).resolve()
+    if kind == "local":
+        from klong.sandbox.local import LocalSandbox
+
+        return LocalSandbox(workspace, config)
+    if kind == "bwrap":
+        from klong.sandbox.bwrap import BwrapSandbox
+
+        return BwrapSandbox(workspace, config)
+    if kind == "docker":
+        from klong.sandbox.docker import DockerSandbox
+
+        return DockerSandbox(workspace, config)
+    raise ConfigError(f"unknown sandbox {kind!r}; choose local, bwrap or docker")

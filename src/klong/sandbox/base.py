@@ -1,0 +1,69 @@
+"""The Sandbox protocol and its configuration."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from klong.sandbox.process import CommandResult
+
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class SandboxConfig(BaseModel):
+    """Limits and environment of a sandbox."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: list[str] = Field(default_factory=list)
+    """Names of host environment variables passed into the sandbox (nothing else is)."""
+    max_processes: int = 256
+    """A command that has more live processes than this is killed with its whole group."""
+    max_output_bytes: int = 1 << 30
+    """A command that writes more than this is killed (its output is cut to head + tail anyway)."""
+    output_head_bytes: int = 8000
+    output_tail_bytes: int = 8000
+    hide_paths: list[str] = Field(default_factory=list)
+    """Host paths made invisible inside `bwrap` (task dirs, run dirs, credentials); ignored by `local`."""
+    docker_image: str = "klong-sandbox:latest"
+    """Image for `docker`; built from `docker/Dockerfile` of the repository when missing."""
+    docker_memory: str = "8g"
+    network: bool = False
+    """Allow network access (`bwrap` and `docker`; `local` has whatever the host has)."""
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """Runs commands against a workspace folder on the host.
+
+    Contract: `workspace` is the host path (file tools operate on it directly); `root` is how commands inside the
+    sandbox see it. `run` never raises for a failing command (that is a `CommandResult`); it raises `SandboxError`
+    only when the sandbox itself is broken.
+    """
+
+    kind: str
+    workspace: Path
+    root: str
+
+    async def start(self) -> None: ...
+
+    async def run(self, argv: Sequence[str], *, timeout: float, stdin: str | None = None) -> CommandResult: ...
+
+    async def close(self) -> None: ...
+
+
+def sandbox_env(config: SandboxConfig, home: str) -> dict[str, str]:
+    """The environment commands get: a fixed base plus only the explicitly named host variables."""
+    env = {"PATH": BASE_PATH, "HOME": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+           "TERM": "dumb"}  # fmt: skip
+    # The host's PATH first, so the sandbox has the same interpreters and tools as the host (pyenv, venvs).
+    parts = [p for p in [*os.environ.get("PATH", "").split(":"), *BASE_PATH.split(":")] if p]
+    env["PATH"] = ":".join(dict.fromkeys(parts))
+    for name in config.env:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env

@@ -1,0 +1,187 @@
+"""Run one command as a process group with a timeout, bounded output and a bound on the number of processes.
+
+Shared by the sandboxes: the command runs in a new session (its own process group); on timeout, or when it spawns
+more than `max_processes` processes, or when it writes more than `max_output_bytes`, the whole group is killed. Output
+(stdout and stderr interleaved) is kept as a head and a tail; what was cut in between is counted and reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from klong.exceptions import SandboxError
+
+
+@dataclass
+class CommandResult:
+    exit_code: int | None
+    """None when the command was killed (timeout, process or output bound)."""
+    output: str
+    """Head and tail of the combined output, with a note where the middle was cut."""
+    output_bytes: int
+    """Total bytes the command wrote."""
+    duration: float
+    timed_out: bool = False
+    killed_reason: str | None = None
+    """`timeout`, `too many processes` or `too much output` when the group was killed."""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def _descendants(root: int) -> list[int]:
+    """Pids of every live descendant of `root` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the command name may contain spaces and parentheses: fields start after the last ')'
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+def kill_group(proc: asyncio.subprocess.Process) -> None:
+    """Kill the process group and any descendant that left it."""
+    pids = _descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class _Capture:
+    def __init__(self, head_bytes: int, tail_bytes: int):
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.total = 0
+        self.head_bytes = head_bytes
+        self.tail_bytes = tail_bytes
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.head_bytes - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail.append(chunk)
+            self.tail_size += len(chunk)
+            while self.tail and self.tail_size - len(self.tail[0]) >= self.tail_bytes:
+                self.tail_size -= len(self.tail.popleft())
+
+    def text(self) -> str:
+        tail = b"".join(self.tail)
+        if len(tail) > self.tail_bytes:
+            tail = tail[-self.tail_bytes :]
+        cut = self.total - len(self.head) - len(tail)
+        head = self.head.decode("utf-8", errors="replace")
+        if cut <= 0:
+            return head + tail.decode("utf-8", errors="replace")
+        note = f"\n[... {cut} bytes of output cut: showing the first {len(self.head)} and the last {len(tail)} ...]\n"
+        return head + note + tail.decode("utf-8", errors="replace")
+
+
+async def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None,
+    env: Mapping[str, str],
+    timeout: float,
+    stdin: bytes | None = None,
+    head_bytes: int = 8000,
+    tail_bytes: int = 8000,
+    max_output_bytes: int = 1 << 30,
+    max_processes: int = 256,
+    poll_interval: float = 0.2,
+) -> CommandResult:
+    start = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd) if cwd is not None else None,
+            env=dict(env),
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise SandboxError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
+
+    capture = _Capture(head_bytes, tail_bytes)
+    killed: str | None = None
+
+    async def pump() -> None:
+        nonlocal killed
+        assert proc.stdout is not None
+        while True:
+            chunk = await proc.stdout.read(65536)
+            if not chunk:
+                return
+            capture.add(chunk)
+            if capture.total > max_output_bytes and killed is None:
+                killed = "too much output"
+                kill_group(proc)
+
+    async def watchdog() -> None:
+        nonlocal killed
+        while proc.returncode is None:
+            await asyncio.sleep(poll_interval)
+            if proc.returncode is None and len(_descendants(proc.pid)) > max_processes:
+                killed = killed or "too many processes"
+                kill_group(proc)
+                return
+
+    if stdin is not None and proc.stdin is not None:
+        proc.stdin.write(stdin)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await proc.stdin.drain()
+        proc.stdin.close()
+    pump_task = asyncio.ensure_future(pump())
+    dog_task = asyncio.ensure_future(watchdog())
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
+    except TimeoutError:
+        killed = killed or "timeout"
+        kill_group(proc)
+        await proc.wait()
+    except asyncio.CancelledError:
+        kill_group(proc)
+        raise
+    finally:
+        dog_task.cancel()
+    # The group is gone; a detached grandchild may still hold the pipe open: bound the wait for EOF.
+    try:
+        await asyncio.wait_for(pump_task, 2.0)
+    except TimeoutError:
+        pump_task.cancel()
+    return CommandResult(
+        exit_code=None if killed else proc.returncode,
+        output=capture.text(),
+        output_bytes=capture.total,
+        duration=time.monotonic() - start,
+        timed_out=killed == "timeout",
+        killed_reason=killed,
+    )

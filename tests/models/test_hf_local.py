@@ -1,0 +1,40 @@
+"""A tiny random-weight model runs a few turns in process (`hf:`); its output is nonsense and the loop copes."""
+
+import asyncio
+
+from klong.agent.config import AgentConfig
+from klong.agent.context import ContextConfig
+from klong.data.split import split_trajectory
+from klong.exceptions import StopReason
+from klong.models import load_model
+from klong.models.config import ModelConfig
+from klong.rollout.runner import run_rollouts
+from klong.schema import read_trajectory
+from tests.tasks import make_task
+
+
+def test_tiny_hf_model_runs_turns_and_records_what_it_sampled(tmp_path, tiny_model_dir, qwen_tokenizer):
+    task = make_task(tmp_path, paragraphs=2)
+    cfg = ModelConfig(max_tokens=12, temperature=1.0, seed=0)
+    agent = AgentConfig(clock="virtual", max_turns=3, mandatory_reading=False,
+                        context=ContextConfig(max_context_tokens=4096, overlap_tokens=256))  # fmt: skip
+    out = tmp_path / "run"
+    asyncio.run(run_rollouts([task], model_factory=lambda: load_model(f"hf:{tiny_model_dir}", cfg), sandbox="local",
+                             config=agent, out_dir=out))  # fmt: skip
+    traj = read_trajectory(out / "trajectories" / "toy__a0.json")
+    assert traj.stop_reason is StopReason.MAX_TURNS and traj.assistant_turns() == 3
+    assistants = [m for m in traj.messages if m.role == "assistant"]
+    for m in assistants:
+        assert m.token_ids and len(m.logprobs) == len(m.token_ids) and all(lp <= 0 for lp in m.logprobs)
+        assert 1 <= len(m.token_ids) <= 12 and m.usage.completion_tokens == len(m.token_ids)
+    # every reply without a readable tool call got a reminder; the conversation stays well formed
+    assert all(
+        traj.messages[i + 1].role in ("user", "tool") for i, m in enumerate(traj.messages[:-1]) if m.role == "assistant"
+    )
+    # the windows used for training contain exactly the sampled ids, trained
+    result = split_trajectory(traj, qwen_tokenizer, ContextConfig(max_context_tokens=4096, overlap_tokens=256))
+    window = result.samples[-1]
+    for m in assistants:
+        ids = m.token_ids
+        start = next(i for i in range(len(window.input_ids)) if window.input_ids[i : i + len(ids)] == ids)
+        assert set(window.loss_mask[start : start + len(ids)]) == {1}

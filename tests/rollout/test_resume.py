@@ -1,0 +1,77 @@
+"""A run killed with SIGKILL at arbitrary moments resumes to the same result as an uninterrupted one."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from klong.schema import read_trajectory
+from tests.tasks import make_task
+
+
+def _script(path):
+    turns = [
+        {"content": f"Reading {p}.", "tool_calls": [{"name": "read_paper", "arguments": {"page": p}}]} for p in (1, 2)
+    ]
+    for i in range(10):
+        command = f"sleep 0.12; echo {i} > submission/step_{i}.txt; echo ok {i}"
+        turns.append({"content": f"Step {i}.", "tool_calls": [{"name": "bash", "arguments": {"command": command}},
+                                                               {"name": "write_file", "arguments": {"path": f"submission/w{i}.txt", "content": str(i)}}]})  # fmt: skip
+        if i == 4:
+            turns.append({"content": "Thinking, no tool."})
+    turns.append({"content": "Done.", "tool_calls": [{"name": "end_task", "arguments": {"summary": "all steps"}}]})
+    path.write_text(yaml.safe_dump({"turns": turns}))
+    return path
+
+
+def _klong(*args):
+    return subprocess.Popen([sys.executable, "-m", "klong", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _comparable(out_dir):
+    traj = read_trajectory(out_dir / "trajectories" / "toy__a0.json")
+    root = str(out_dir.resolve())
+    messages = [(m.role, (m.content or "").replace(root, "<RUN>"), [(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []],
+                 m.tool_call_id, m.virtual_time) for m in traj.messages]  # fmt: skip
+    ws = out_dir / "workspaces" / "toy__a0" / "submission"
+    files = {p.name: p.read_text() for p in sorted(ws.iterdir())}
+    return traj.stop_reason, traj.virtual_time, messages, files
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    make_task(tmp_path / "tasks", paragraphs=6)
+    script = _script(tmp_path / "script.yaml")
+    common = [str(tmp_path / "tasks" / "toy"), "--model", f"scripted:{script}", "--clock", "virtual",
+              "-c", "page_chars=1500", "-c", "time_limit=36000"]  # fmt: skip
+    reference = tmp_path / "reference"
+    assert _klong("run", *common, "--out", str(reference)).wait(60) == 0
+
+    killed = tmp_path / "killed"
+    rng = random.Random(1)
+    kills = 0
+    for attempt in range(8):
+        proc = _klong("run", *common, "--out", str(killed), *(["--resume"] if attempt else []))
+        try:
+            proc.wait(timeout=rng.uniform(0.4, 1.6))
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0, proc.stderr.read().decode()
+        break
+    else:
+        raise AssertionError("the run never finished")
+    assert kills >= 2
+    assert _comparable(killed) == _comparable(reference)
+    summaries = (killed / "summaries.jsonl").read_text().splitlines()
+    assert len(summaries) == 1 and json.loads(summaries[0])["stop_reason"] == "end_task"
+    # a finished run is skipped; --redo runs it again
+    t0 = time.monotonic()
+    assert _klong("run", *common, "--out", str(killed), "--resume").wait(60) == 0
+    assert len((killed / "summaries.jsonl").read_text().splitlines()) == 1 and time.monotonic() - t0 < 30
