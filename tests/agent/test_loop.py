@@ -14,7 +14,11 @@ from klong.rollout.runner import read_summaries, run_rollouts
 from klong.schema import read_trajectory
 from tests.tasks import make_task
 
-SANDBOXES = ["local", pytest.param("bwrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="no bwrap"))]
+SANDBOXES = [
+    "local",
+    pytest.param("bwrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="no bwrap")),
+    pytest.param("docker", marks=pytest.mark.docker),
+]
 
 
 def T(content, *calls):
@@ -59,7 +63,7 @@ def test_scripted_model_drives_every_tool(tmp_path, sandbox):
     assert "42" in results["call_3_1"] and "6 * 7" in results["call_5_1"] and "result.txt:1: 42" in results["call_4_1"]
     ws = tmp_path / "run" / "workspaces" / "toy__a0"
     assert (ws / "submission" / "result.txt").read_text() == "42\n" and not (ws / "paper" / "rubric.json").exists()
-    if sandbox == "bwrap":  # the task dir (with the rubric) is out of the agent's reach
+    if sandbox != "local":  # the task dir (with the rubric) is out of the agent's reach
         assert "no-rubric" in results["call_6_0"] and "Result Analysis" not in results["call_6_0"]
     assert summaries[0].stop_reason == "end_task" and read_summaries(tmp_path / "run")[0].submission_files == 2
     # virtual time: 8 turns x 30 s + 3 pages x 30 s + 3 bash/python calls x 60 s + 5 other tools x 10 s

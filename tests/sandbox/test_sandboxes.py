@@ -12,6 +12,7 @@ from klong.sandbox import SandboxConfig, make_sandbox
 KINDS = [
     "local",
     pytest.param("bwrap", marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap not installed")),
+    pytest.param("docker", marks=pytest.mark.docker),
 ]
 
 
@@ -71,7 +72,10 @@ def test_fork_storm_is_bounded(tmp_path, kind):
     box = make_sandbox(kind, tmp_path / "ws", SandboxConfig(max_processes=40))
     t0 = time.monotonic()
     r = run(box, "for i in $(seq 1 500); do sleep 30 & done; wait", timeout=20)
-    assert r.killed_reason == "too many processes" and time.monotonic() - t0 < 10
+    if kind == "docker":  # Docker's own pids limit refuses the forks beyond the bound; the timeout ends the rest
+        assert "fork" in r.output and "Resource temporarily unavailable" in r.output
+    else:
+        assert r.killed_reason == "too many processes" and time.monotonic() - t0 < 10
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -31,6 +31,9 @@ class SandboxConfig(BaseModel):
     """Host paths made invisible inside `bwrap` (task dirs, run dirs, credentials); ignored by `local`."""
     docker_image: str = "klong-sandbox:latest"
     """Image for `docker`; built from `docker/Dockerfile` of the repository when missing."""
+    docker_base: str | None = None
+    """Base image for building `docker_image` (the Dockerfile's `BASE` argument); where no registry is reachable, an
+    image already on the machine, e.g. one made with `debootstrap` + `docker import`."""
     docker_memory: str = "8g"
     network: bool = False
     """Allow network access (`bwrap` and `docker`; `local` has whatever the host has)."""

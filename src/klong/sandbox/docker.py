@@ -4,6 +4,7 @@ bind-mounted at `/workspace`, no network by default, memory and process-count li
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -14,11 +15,12 @@ from klong.sandbox.base import SandboxConfig, sandbox_env
 from klong.sandbox.process import CommandResult, _Capture
 
 MOUNT = "/workspace"
+AGENT_UID = 1000
 DOCKERFILE_DIR = Path(__file__).resolve().parents[3] / "docker"
 
 
-def ensure_image(client, tag: str, context: Path = DOCKERFILE_DIR) -> None:
-    """Build `tag` from `docker/Dockerfile` unless it exists locally."""
+def ensure_image(client, tag: str, context: Path = DOCKERFILE_DIR, base: str | None = None) -> None:
+    """Build `tag` from `docker/Dockerfile` (FROM `base` when given) unless it exists locally."""
     import docker
 
     try:
@@ -26,7 +28,7 @@ def ensure_image(client, tag: str, context: Path = DOCKERFILE_DIR) -> None:
     except docker.errors.ImageNotFound:
         if not (context / "Dockerfile").exists():
             raise SandboxError(f"image {tag!r} not found and no Dockerfile at {context}") from None
-        client.images.build(path=str(context), tag=tag, rm=True)
+        client.images.build(path=str(context), tag=tag, rm=True, buildargs={"BASE": base} if base else None)
 
 
 class DockerSandbox:
@@ -37,6 +39,7 @@ class DockerSandbox:
         self.root = MOUNT
         self.config = config
         self._container = None
+        self._user_spec = ""
 
     async def start(self) -> None:
         await asyncio.to_thread(self._start)
@@ -48,16 +51,27 @@ class DockerSandbox:
             raise SandboxError("the docker sandbox needs the `docker` extra: pip install 'klong[docker]'") from e
         try:
             client = docker.from_env()
-            ensure_image(client, self.config.docker_image)
+            ensure_image(client, self.config.docker_image, base=self.config.docker_base)
             self.workspace.mkdir(parents=True, exist_ok=True)
+            self._user_spec = self._user()
             self._container = client.containers.run(
-                self.config.docker_image, ["sleep", "infinity"], detach=True, remove=True,
+                user=self._user_spec,
+                image=self.config.docker_image, command=["sleep", "infinity"], detach=True, remove=True,
                 network_disabled=not self.config.network, mem_limit=self.config.docker_memory,
                 pids_limit=self.config.max_processes, working_dir=MOUNT,
                 volumes={str(self.workspace): {"bind": MOUNT, "mode": "rw"}},
             )  # fmt: skip
         except docker.errors.DockerException as e:
             raise SandboxError(f"docker: {e}") from e
+
+    def _user(self) -> str:
+        """Commands run as the host user, so the bind-mounted workspace stays writable and its files stay the host
+        user's; a root host gets uid 1000 instead (the workspace is handed to it), never root in the container."""
+        if os.getuid() != 0:
+            return f"{os.getuid()}:{os.getgid()}"
+        for path in [self.workspace, *self.workspace.rglob("*")]:
+            os.lchown(path, AGENT_UID, AGENT_UID)
+        return f"{AGENT_UID}:{AGENT_UID}"
 
     async def run(self, argv: Sequence[str], *, timeout: float, stdin: str | None = None) -> CommandResult:
         return await asyncio.to_thread(self._run, list(argv), timeout, stdin)
@@ -75,13 +89,18 @@ class DockerSandbox:
         env = sandbox_env(c, MOUNT)
         env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         exec_id = self._container.client.api.exec_create(self._container.id, wrapped, environment=env, workdir=MOUNT)
+        killed = None
         for chunk in self._container.client.api.exec_start(exec_id, stream=True):
             capture.add(chunk)
+            if capture.total > c.max_output_bytes and killed is None:
+                killed = "too much output"
+                # one command runs at a time per episode container: stop every process but the container's init
+                self._container.exec_run(["kill", "-9", "-1"], user=self._user_spec)
         code = self._container.client.api.exec_inspect(exec_id).get("ExitCode")
-        timed_out = code in (124, 137) and time.monotonic() - start >= timeout - 0.5
-        return CommandResult(exit_code=None if timed_out else code, output=capture.text(), output_bytes=capture.total,
-                             duration=time.monotonic() - start, timed_out=timed_out,
-                             killed_reason="timeout" if timed_out else None)  # fmt: skip
+        if killed is None and code in (124, 137) and time.monotonic() - start >= timeout - 0.5:
+            killed = "timeout"
+        return CommandResult(exit_code=None if killed else code, output=capture.text(), output_bytes=capture.total,
+                             duration=time.monotonic() - start, timed_out=killed == "timeout", killed_reason=killed)  # fmt: skip
 
     async def close(self) -> None:
         if self._container is not None:
