@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from klong import __version__
@@ -140,3 +141,53 @@ def test_run_command_batch_skip_redo(tmp_path):
     (out / "trajectories" / "alpha__a0.json").write_text(json.dumps(traj))
     blocked = runner.invoke(app, args)
     assert blocked.exit_code == 2 and "unfinished run" in blocked.output and "--resume" in blocked.output
+
+
+def test_rubric_and_grade_commands(tmp_path):
+    from klong.task import Task, write_task
+
+    rubric = shared_path("paperbench", "papers", "semantic-self-consistency", "rubric.json")
+    r = runner.invoke(app, ["rubric", "validate", str(rubric)])
+    assert r.exit_code == 0 and "valid (100 nodes, 77 leaves, depth 5)" in r.output
+    stats = json.loads(runner.invoke(app, ["rubric", "stats", str(rubric), "--json"]).output)
+    assert stats["leaves"] == 77 and stats["max_depth"] == 5
+    assert "Code Development" in runner.invoke(app, ["rubric", "show", str(rubric), "--depth", "9"]).output
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"id": "r", "requirements": "x", "weight": -2, "sub_tasks": [], "task_category": "Code Development",
+                               "finegrained_task_category": None}))  # fmt: skip
+    r = runner.invoke(app, ["rubric", "validate", str(bad)])
+    assert r.exit_code == 2 and "bad.json: invalid rubric: root: `weight` must be >= 0" in r.output
+
+    human = shared_path("paperbench", "judge_eval", "semantic-self-consistency", "expected_result.json")
+    scored = json.loads(runner.invoke(app, ["rubric", "score", str(human), "--json"]).output)
+    assert scored["score"] == pytest.approx(scored["recorded_score"])
+    code = json.loads(runner.invoke(app, ["rubric", "score", str(human), "--code-only", "--json"]).output)
+    assert set(code["per_category"]) == {"Code Development"}
+
+    task_rubric = {"id": "r", "requirements": "p", "weight": 1, "task_category": None, "finegrained_task_category": None,
+                   "sub_tasks": [{"id": "a", "requirements": "result.txt exists", "weight": 1, "sub_tasks": [],
+                                  "task_category": "Result Analysis", "finegrained_task_category": None,
+                                  "check": {"command": "test -f result.txt", "needs_reproduction": True}}]}  # fmt: skip
+    write_task(tmp_path / "task", Task(id="t", paper="# P\n", rubric=task_rubric))
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "reproduce.sh").write_text("echo 1 > result.txt\n")
+    out = tmp_path / "g.json"
+    r = runner.invoke(
+        app, ["grade", str(sub), "--task", str(tmp_path / "task"), "--judge", "check", "--out", str(out), "--json"]
+    )
+    assert r.exit_code == 0 and json.loads(r.output)["invalid"] == 1  # not reproduced yet
+    r = runner.invoke(app, ["reproduce", str(sub), "--timeout", "30s"])
+    assert r.exit_code == 0 and "exit code 0" in r.output
+    repro = tmp_path / "sub.reproduced"
+    assert (repro / "reproduce.log").exists() and json.loads((repro / "reproduce.json").read_text())["exit_code"] == 0
+    r = runner.invoke(
+        app, ["grade", str(repro), "--task", str(tmp_path / "task"), "--judge", "check", "--out", str(out), "--json"]
+    )
+    assert r.exit_code == 0 and json.loads(r.output)["score"] == 1.0
+    assert json.loads(out.read_text())["graded_task_tree"]["sub_tasks"][0]["score"] == 1.0
+
+    cmp = runner.invoke(app, ["grade", "compare", str(human), str(human), "--json"])
+    assert cmp.exit_code == 0 and json.loads(cmp.output)["overall"]["agreement"] == 1.0
+    assert runner.invoke(app, ["grade", str(sub)]).exit_code == 2

@@ -20,4 +20,9 @@ class Model(Protocol):
     name: str
     """The model spec it was created from, recorded in trajectories (e.g. `scripted:plan.yaml`)."""
 
-    async def generate(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> Message: ...
+    async def generate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None, *, json_mode: bool = False
+    ) -> Message:
+        """`json_mode` asks for a JSON object as the answer where the backend supports it (OpenAI `response_format`);
+        other backends ignore it (callers parse answers robustly anyway)."""
+        ...

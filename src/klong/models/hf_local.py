@@ -63,7 +63,9 @@ class HFModel:
             self._renderers[key] = ChatRenderer(self.tokenizer, tools, system)
         return self._renderers[key]
 
-    async def generate(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> Message:
+    async def generate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None, *, json_mode: bool = False
+    ) -> Message:
         return await asyncio.to_thread(self._generate, list(messages), list(tools) if tools else None)
 
     def _generate(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> Message:

@@ -46,7 +46,9 @@ class OpenAIModel:
     async def close(self) -> None:
         await self.client.close()
 
-    async def generate(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> Message:
+    async def generate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None, *, json_mode: bool = False
+    ) -> Message:
         import openai
 
         c = self.config
@@ -61,6 +63,8 @@ class OpenAIModel:
             kwargs["seed"] = c.seed
         if tools:
             kwargs["tools"] = list(tools)
+        if json_mode:
+            kwargs["response_format"] = {"type": "json_object"}
         if c.logprobs:
             kwargs["logprobs"] = True
             kwargs["extra_body"] = {"return_tokens_as_token_ids": True}

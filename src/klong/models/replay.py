@@ -21,7 +21,9 @@ class ReplayModel:
     def resume(self, assistant_turns: int) -> None:
         self.position = assistant_turns
 
-    async def generate(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> Message:
+    async def generate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None, *, json_mode: bool = False
+    ) -> Message:
         if self.position >= len(self.turns):
             raise ScriptExhaustedError(f"{self.name}: the trajectory has {len(self.turns)} assistant turns")
         turn = self.turns[self.position]

@@ -98,7 +98,9 @@ class ScriptedModel:
         turn = source if isinstance(source, ScriptedTurn) else source(messages)
         return index, turn
 
-    async def generate(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> Message:
+    async def generate(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None, *, json_mode: bool = False
+    ) -> Message:
         index, turn = self._next_turn(messages)
         self.calls += 1
         calls = [

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,7 +58,7 @@ class DockerSandbox:
             self._user_spec = self._user()
             self._container = client.containers.run(
                 user=self._user_spec,
-                image=self.config.docker_image, command=["sleep", "infinity"], detach=True, remove=True,
+                image=self.config.docker_image, command=["sleep", "infinity"], detach=True, remove=True, init=True,
                 network_disabled=not self.config.network, mem_limit=self.config.docker_memory,
                 pids_limit=self.config.max_processes, working_dir=MOUNT,
                 volumes={str(self.workspace): {"bind": MOUNT, "mode": "rw"}},
@@ -83,7 +85,17 @@ class DockerSandbox:
         command = " ".join(shlex.quote(a) for a in argv)
         if stdin is not None:
             command = f"printf %s {shlex.quote(stdin)} | {command}"
-        wrapped = ["timeout", "-s", "KILL", str(max(1, int(timeout))), "bash", "-c", command]
+        # `timeout` puts the command in a process group of its own, whose id (= its pid) is written down so that the
+        # whole group can be killed from a second exec (an output flood); the container's init reaps what is left.
+        tag = uuid.uuid4().hex
+        pidfile = f"/tmp/.klong-{tag}.pid"
+        wrapped = [
+            "bash",
+            "-c",
+            f'echo $$ > {pidfile}; exec timeout -s KILL {max(1, int(timeout))} bash -c "$1"',
+            "_",
+            command,
+        ]
         start = time.monotonic()
         capture = _Capture(c.output_head_bytes, c.output_tail_bytes)
         env = sandbox_env(c, MOUNT)
@@ -94,13 +106,22 @@ class DockerSandbox:
             capture.add(chunk)
             if capture.total > c.max_output_bytes and killed is None:
                 killed = "too much output"
-                # one command runs at a time per episode container: stop every process but the container's init
-                self._container.exec_run(["kill", "-9", "-1"], user=self._user_spec)
+                # from another connection, while this one keeps draining (a second exec on this client would wait)
+                threading.Thread(target=self._kill_group, args=(pidfile,), daemon=True).start()
         code = self._container.client.api.exec_inspect(exec_id).get("ExitCode")
         if killed is None and code in (124, 137) and time.monotonic() - start >= timeout - 0.5:
             killed = "timeout"
         return CommandResult(exit_code=None if killed else code, output=capture.text(), output_bytes=capture.total,
                              duration=time.monotonic() - start, timed_out=killed == "timeout", killed_reason=killed)  # fmt: skip
+
+    def _kill_group(self, pidfile: str) -> None:
+        import docker
+
+        api = docker.from_env().api
+        exec_id = api.exec_create(
+            self._container.id, ["bash", "-c", f"kill -9 -- -$(cat {pidfile})"], user=self._user_spec
+        )
+        api.exec_start(exec_id)
 
     async def close(self) -> None:
         if self._container is not None:
