@@ -1,0 +1,1 @@
+"""Training: trajectory-splitting SFT (and, built on it, progressive RL)."""

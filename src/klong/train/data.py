@@ -1,0 +1,149 @@
+"""Training windows: loading, padding-free packing, and the deterministic order of optimizer steps.
+
+Windows come from `klong split` Parquet files or from trajectories split on the fly with a `ContextConfig`. Each epoch
+shuffles the windows with `seed + epoch`, packs them greedily (in that order) into rows of at most `pack_length`
+tokens, and groups rows into optimizer steps of `rows_per_step` rows (a last incomplete step is dropped). Position ids
+restart at every window, so attention never crosses windows (transformers builds the block-diagonal mask from the
+position ids; flash-attention uses them as sequence boundaries). The plan is a pure function of the data and
+(seed, epoch): a resumed run sees exactly the same steps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from klong.exceptions import ConfigError, InputFileError
+
+
+@dataclass
+class Window:
+    input_ids: list[int]
+    loss_mask: list[int]
+    trajectory_id: str
+    window: int
+    logprobs: list[float] | None = None
+    advantage: float = 0.0
+    """Per-window advantage (RL); 0 for SFT."""
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class PackedRow:
+    input_ids: list[int] = field(default_factory=list)
+    position_ids: list[int] = field(default_factory=list)
+    loss_positions: list[int] = field(default_factory=list)
+    """Positions whose next token is trained (the logits there predict it)."""
+    targets: list[int] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    """Per-target weight (1, or 1/trained tokens of the trajectory under trajectory weighting)."""
+    windows: list[tuple[str, int]] = field(default_factory=list)
+    old_logprobs: list[float] = field(default_factory=list)
+    """Sampling logprob of each target (RL), 0 when unknown."""
+    advantages: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def add(self, w: Window, weight: float) -> None:
+        offset = len(self.input_ids)
+        self.input_ids.extend(w.input_ids)
+        self.position_ids.extend(range(len(w)))
+        for i in range(len(w) - 1):
+            if w.loss_mask[i + 1]:
+                self.loss_positions.append(offset + i)
+                self.targets.append(w.input_ids[i + 1])
+                self.weights.append(weight)
+                self.old_logprobs.append(w.logprobs[i + 1] if w.logprobs is not None else 0.0)
+                self.advantages.append(w.advantage)
+        self.windows.append((w.trajectory_id, w.window))
+
+
+def read_windows(path: str | Path) -> list[Window]:
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as e:
+        raise InputFileError(path, f"not a readable Parquet file of windows: {e}") from None
+    missing = {"input_ids", "loss_mask"} - set(table.column_names)
+    if missing:
+        raise InputFileError(path, f"missing column(s) {', '.join(sorted(missing))} (expected `klong split` output)")
+    cols = table.to_pydict()
+    n = table.num_rows
+    out = []
+    for i in range(n):
+        ids, mask = cols["input_ids"][i], cols["loss_mask"][i]
+        if len(ids) != len(mask):
+            raise InputFileError(path, f"row {i}: input_ids and loss_mask differ in length")
+        lp = cols.get("logprobs", [None] * n)[i]
+        out.append(
+            Window(ids, mask, cols.get("trajectory_id", [str(path)] * n)[i], cols.get("window", list(range(n)))[i], lp)
+        )
+    return out
+
+
+def load_windows(sources: Sequence[str], tokenizer=None, split=None) -> list[Window]:
+    """Windows from Parquet files (`klong split`), or from trajectory files/folders split with `split`."""
+    windows: list[Window] = []
+    for source in sources:
+        path = Path(source)
+        if path.suffix == ".parquet":
+            windows += read_windows(path)
+            continue
+        if tokenizer is None or split is None:
+            raise ConfigError(
+                f"{path}: trajectories need a tokenizer and a `split` context config to be split on the fly"
+            )
+        from klong.data.split import split_trajectory
+        from klong.data.stats import trajectory_files
+        from klong.schema import read_trajectory
+
+        for f in trajectory_files(path):
+            for s in split_trajectory(read_trajectory(f), tokenizer, split).samples:
+                windows.append(Window(s.input_ids, s.loss_mask, s.trajectory_id, s.window, s.logprobs))
+    if not windows:
+        raise ConfigError(f"no training windows found in {', '.join(sources)}")
+    return windows
+
+
+def token_weights(windows: Sequence[Window], mode: str) -> dict[tuple[str, int], float]:
+    """Weight of each trained token: 1 (`token`: loss averaged per trained token), or 1 / trained tokens of its
+    trajectory (`trajectory`: every trajectory counts the same however many windows it has)."""
+    if mode == "token":
+        return {(w.trajectory_id, w.window): 1.0 for w in windows}
+    per_traj: dict[str, int] = {}
+    for w in windows:
+        per_traj[w.trajectory_id] = per_traj.get(w.trajectory_id, 0) + sum(w.loss_mask[1:])
+    return {(w.trajectory_id, w.window): 1.0 / max(1, per_traj[w.trajectory_id]) for w in windows}
+
+
+def pack(windows: Sequence[Window], pack_length: int, weights: dict[tuple[str, int], float]) -> list[PackedRow]:
+    rows: list[PackedRow] = []
+    current = PackedRow()
+    for w in windows:
+        if len(w) > pack_length:
+            raise ConfigError(
+                f"window {w.trajectory_id}#{w.window} has {len(w)} tokens, more than pack_length {pack_length}"
+            )
+        if len(current) + len(w) > pack_length and len(current):
+            rows.append(current)
+            current = PackedRow()
+        current.add(w, weights[(w.trajectory_id, w.window)])
+    if len(current):
+        rows.append(current)
+    return rows
+
+
+def epoch_steps(windows: Sequence[Window], *, seed: int, epoch: int, pack_length: int, rows_per_step: int,
+                weighting: str = "token", shuffle: bool = True) -> list[list[PackedRow]]:  # fmt: skip
+    order = list(windows)
+    if shuffle:
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    rows = pack(order, pack_length, token_weights(windows, weighting))
+    steps = [rows[i : i + rows_per_step] for i in range(0, len(rows), rows_per_step)]
+    return [s for s in steps if len(s) == rows_per_step]

@@ -1,0 +1,212 @@
+"""Trajectory-splitting SFT: any Hugging Face causal LM, trained on the windows of the shared `ContextPolicy`.
+
+One optimizer step = `rows_per_step` packed rows; the loss of a step is the weighted mean of the token losses over all
+its trained tokens (`loss_weighting`), computed only at the trained positions (`loss_impl`). Distribution, mixed
+precision and checkpoint state go through accelerate; the data plan is deterministic in (seed, epoch), so `--resume`
+continues the same run exactly (same data order, optimizer, scheduler and RNG state).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from klong.config import write_config
+from klong.exceptions import ConfigError
+from klong.train.common import (
+    Checkpoints,
+    MetricsLog,
+    load_model,
+    make_optimizer,
+    make_schedule,
+    peak_memory_mb,
+    row_tensors,
+)  # fmt: skip
+from klong.train.config import SFTConfig
+from klong.train.data import PackedRow, Window, epoch_steps, load_windows
+from klong.train.loss import target_logprobs
+
+
+def step_loss(model, rows: list[PackedRow], total_weight: float, accelerator, *, impl: str, chunk: int,
+              scale: float) -> float:  # fmt: skip
+    """Forward and backward over this process's rows of one step; returns their loss sum / the step's total weight.
+    `scale` undoes accelerate's division by the accumulation steps and DDP's averaging over processes, so that the
+    gradient is that of the weighted mean over the whole step."""
+    loss_value = 0.0
+    for row in rows:
+        with accelerator.accumulate(model):
+            t = row_tensors(row, accelerator.device)
+            with accelerator.autocast():
+                loss_sum, _ = target_logprobs(model, t["input_ids"], t["position_ids"], t["positions"], t["targets"],
+                                              impl=impl, chunk=chunk, weights=t["weights"])  # fmt: skip
+            loss = loss_sum / total_weight
+            loss_value += float(loss.detach())
+            accelerator.backward(loss * scale)
+    return loss_value
+
+
+@torch.no_grad()
+def evaluate(model, windows: list[Window], accelerator, *, pack_length: int, impl: str, chunk: int) -> float:
+    """Mean cross-entropy per trained token over `windows` (packed, no shuffling)."""
+    model.eval()
+    rows = [r for step in epoch_steps(windows, seed=0, epoch=0, pack_length=pack_length, rows_per_step=1, shuffle=False)
+            for r in step]  # fmt: skip
+    total, count = 0.0, 0
+    for row in rows[accelerator.process_index :: accelerator.num_processes]:
+        t = row_tensors(row, accelerator.device)
+        with accelerator.autocast():
+            loss_sum, _ = target_logprobs(model, t["input_ids"], t["position_ids"], t["positions"], t["targets"],
+                                          impl=impl, chunk=chunk)  # fmt: skip
+        total += float(loss_sum)
+        count += len(row.targets)
+    sums = accelerator.reduce(torch.tensor([total, count], device=accelerator.device, dtype=torch.float64), "sum")
+    model.train()
+    return float(sums[0] / max(1.0, float(sums[1])))
+
+
+def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import set_seed
+
+    out = Path(config.output_dir)
+    procs = PartialState().num_processes
+    if config.rows_per_step % procs:
+        raise ConfigError(f"rows_per_step ({config.rows_per_step}) must be a multiple of the {procs} processes")
+    micro = config.rows_per_step // procs
+    accelerator = Accelerator(mixed_precision="bf16" if config.dtype == "bfloat16" else "no",
+                              gradient_accumulation_steps=micro, log_with=config.log_with or None,
+                              project_dir=str(out))  # fmt: skip
+    set_seed(config.seed)
+    checkpoints = Checkpoints(out / "checkpoints", config.keep_checkpoints)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume and checkpoints.latest() is not None:
+            raise ConfigError(f"{out} has checkpoints already: continue with --resume or choose another output_dir")
+        write_config(out / "config.yaml", config)
+        from klong.provenance import collect_run_meta
+        from klong.schema import write_run_meta
+
+        write_run_meta(out / "meta.json", collect_run_meta())
+
+    tokenizer = None
+    if any(not s.endswith(".parquet") for s in [*config.train_data, *config.eval_data]):
+        from klong.models.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(config.tokenizer or config.model_path, config.chat_template)
+    train = load_windows(config.train_data, tokenizer, config.split)
+    evals = load_windows(config.eval_data, tokenizer, config.split) if config.eval_data else []
+    plans = {0: epoch_steps(train, seed=config.seed, epoch=0, pack_length=config.pack_length,
+                            rows_per_step=config.rows_per_step, weighting=config.loss_weighting)}  # fmt: skip
+    if not plans[0]:
+        raise ConfigError(f"{len(train)} windows make fewer than rows_per_step={config.rows_per_step} packed rows")
+    total_steps = config.max_steps or len(plans[0]) * config.epochs
+
+    model = load_model(config.model_path, dtype=config.dtype, attn_implementation=config.attn_implementation,
+                       lora=config.lora, gradient_checkpointing=config.gradient_checkpointing,
+                       checkpoint_every_n_layers=config.checkpoint_every_n_layers, compile=config.compile)  # fmt: skip
+    optimizer = make_optimizer(model, lr=config.learning_rate, weight_decay=config.weight_decay,
+                               betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)  # fmt: skip
+    schedule = make_schedule(optimizer, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
+                             kind=config.schedule, min_ratio=config.min_lr_ratio)  # fmt: skip
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(schedule)
+    if config.log_with:
+        accelerator.init_trackers(
+            "klong-sft", config={k: v for k, v in config.model_dump().items() if isinstance(v, int | float | str)}
+        )
+
+    global_step = 0
+    metrics = MetricsLog(out / "metrics.jsonl", accelerator)
+    if resume and (latest := checkpoints.latest()) is not None:
+        global_step = Checkpoints.load(accelerator, latest)["global_step"]
+        metrics.truncate_after(global_step)  # steps a killed process logged past its last checkpoint
+    model.train()
+    steps_per_epoch = len(plans[0])
+    bar = _progress(progress and accelerator.is_main_process, total_steps, global_step)
+    last: dict[str, Any] = {}
+    while global_step < total_steps:
+        epoch, index = divmod(global_step, steps_per_epoch)
+        if epoch not in plans:
+            plans = {epoch: epoch_steps(train, seed=config.seed, epoch=epoch, pack_length=config.pack_length,
+                                        rows_per_step=config.rows_per_step, weighting=config.loss_weighting)}  # fmt: skip
+        rows = plans[epoch][index]
+        total_weight = sum(sum(r.weights) for r in rows)
+        t0 = time.perf_counter()
+        loss = step_loss(model, rows[accelerator.process_index :: procs], total_weight, accelerator,
+                         impl=config.loss_impl, chunk=config.ce_chunk, scale=procs * micro)  # fmt: skip
+        grad_norm = None
+        if config.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = float(accelerator.reduce(torch.tensor(loss, device=accelerator.device), "sum"))
+        elapsed = time.perf_counter() - t0
+        global_step += 1
+        tokens = sum(len(r) for r in rows)
+        trained = sum(len(r.targets) for r in rows)
+        last = {"step": global_step, "epoch": epoch, "loss": loss, "lr": schedule.get_last_lr()[0],
+                "grad_norm": grad_norm, "tokens": tokens, "trained_tokens": trained, "tokens_per_s": tokens / elapsed,
+                "trained_tokens_per_s": trained / elapsed, "peak_memory_mb": peak_memory_mb(accelerator.device),
+                "step_seconds": elapsed}  # fmt: skip
+        if config.eval_every and evals and global_step % config.eval_every == 0:
+            last["eval_loss"] = evaluate(model, evals, accelerator, pack_length=config.pack_length,
+                                         impl=config.loss_impl, chunk=config.ce_chunk)  # fmt: skip
+        metrics.write(last, global_step)
+        if bar is not None:
+            bar[0].update(bar[1], advance=1, description=f"loss {loss:.4f}")
+        if config.save_every and global_step % config.save_every == 0 and global_step < total_steps:
+            checkpoints.save(accelerator, global_step, {"global_step": global_step})
+    if bar is not None:
+        bar[0].stop()
+    if evals:
+        last["eval_loss"] = evaluate(model, evals, accelerator, pack_length=config.pack_length,
+                                     impl=config.loss_impl, chunk=config.ce_chunk)  # fmt: skip
+        metrics.write({"step": global_step, "final_eval_loss": last["eval_loss"]}, global_step)
+    checkpoints.save(accelerator, global_step, {"global_step": global_step})
+    save_final(accelerator, model, config, out / "final", tokenizer)
+    accelerator.end_training()
+    return last
+
+
+def save_final(accelerator, model, config: SFTConfig, final: Path, tokenizer=None) -> None:
+    """The trained model in `final/` (LoRA: `final/adapter` and, with `save_merged`, `final/merged`)."""
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)  # torch.compile wrapper
+    if not accelerator.is_main_process:
+        return
+    from klong.models.tokenizer import load_tokenizer
+
+    tok = tokenizer or load_tokenizer(config.model_path)
+    if config.lora is not None:
+        unwrapped.save_pretrained(final / "adapter")
+        tok.save_pretrained(final / "adapter")
+        if config.save_merged:
+            merged = unwrapped.merge_and_unload()
+            merged.save_pretrained(final / "merged")
+            tok.save_pretrained(final / "merged")
+    else:
+        unwrapped.save_pretrained(final)
+        tok.save_pretrained(final)
+
+
+def _progress(enabled: bool, total: int, done: int):
+    if not enabled:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn("sft"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
+    bar.start()
+    return bar, bar.add_task("", total=total, completed=done)
