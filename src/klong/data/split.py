@@ -141,8 +141,10 @@ def split_trajectory(
     groups: list[list[tuple[int, View]]] = []
     dropped: list[int] = []
     for t in range(len(conv.turns)):
+        # a new epoch the runtime forced after a context-length error from its server is replayed as such
+        forced = bool(((conv.turns[t][0].meta or {}).get("context") or {}).get("forced"))
         try:
-            view = policy.select(conv.head, conv.turns[:t], gen_tokens=len(pieces[t].gen))
+            view = policy.select(conv.head, conv.turns[:t], gen_tokens=len(pieces[t].gen), force_new_epoch=forced)
         except ContextExhaustedError:
             if config.policy == "truncate":
                 dropped.extend(range(t, len(conv.turns)))

@@ -57,6 +57,19 @@ class HFModel:
         self._renderers: dict[Any, ChatRenderer] = {}
         self.calls = 0
 
+    @classmethod
+    def from_loaded(cls, model, tokenizer, config: ModelConfig | None = None, name: str = "hf:policy") -> HFModel:
+        """Wrap a model already in memory (the policy being trained in process)."""
+        self = cls.__new__(cls)
+        self.config = config or ModelConfig()
+        self.path = name
+        self.name = name
+        self.model, self.tokenizer = model, tokenizer
+        self._lock = threading.Lock()
+        self._renderers = {}
+        self.calls = 0
+        return self
+
     def renderer(self, tools: Sequence[dict[str, Any]] | None, system: Message | None) -> ChatRenderer:
         key = (repr(tools), system.content if system is not None else None)
         if key not in self._renderers:
@@ -92,7 +105,12 @@ class HFModel:
         with self._lock, torch.no_grad():
             if c.seed is not None:
                 torch.manual_seed(c.seed + self.calls)
-            out = self.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **gen_kwargs)
+            was_training = self.model.training
+            self.model.eval()
+            out = self.model.generate(
+                input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True, **gen_kwargs
+            )
+            self.model.train(was_training)
             self.calls += 1
         new_ids = out.sequences[0, len(prompt) :].tolist()
         if stop_ids and any(i in stop_ids for i in new_ids):

@@ -75,14 +75,16 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
 def target_logprobs(model, input_ids: torch.Tensor, position_ids: torch.Tensor, positions: torch.Tensor,
                     targets: torch.Tensor, *, impl: str = "fused", chunk: int = 4096,
-                    weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                    weights: torch.Tensor | None = None, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """(weighted sum of cross-entropy, log-probability of each target) for one packed row (batch of 1).
 
     `positions` index the sequence; `targets` are the tokens they predict; `weights` scale each target's loss (the
     log-probabilities are returned unweighted and differentiable except under `fused`, where RL uses the
-    `logits_to_keep` path)."""
+    `logits_to_keep` path). `temperature` divides the logits (RL: the sampling temperature; non-fused paths only)."""
     weights = weights if weights is not None else torch.ones_like(targets, dtype=torch.float32)
     parts = _decoder_and_head(model) if impl == "fused" else None
+    if impl == "fused" and temperature != 1.0:
+        raise ValueError("the fused path computes temperature-1 log-probabilities; use logits_to_keep")
     if impl == "fused" and parts is not None:
         decoder, head = parts
         liger = _liger(input_ids.device)
@@ -103,7 +105,7 @@ def target_logprobs(model, input_ids: torch.Tensor, position_ids: torch.Tensor, 
         logits = model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits[0, positions]
     else:
         raise ValueError(f"unknown loss implementation {impl!r}")
-    logps = torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
+    logps = torch.log_softmax(logits.float() / temperature, dim=-1).gather(1, targets[:, None]).squeeze(1)
     return -(weights * logps).sum(), logps
 
 

@@ -1,0 +1,100 @@
+"""Configuration of `klong rl` (YAML + dotted overrides; the resolved config is saved in the run dir)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from klong.agent.config import AgentConfig
+from klong.config import parse_duration
+from klong.models.config import ModelConfig
+from klong.train.config import LoraConfig
+
+
+class Stage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float
+    """Rollout time limit of this stage, in seconds (`2h`, `30m` accepted). The paper: 2 h, then 4 h, then 6 h."""
+    iterations: int = 1
+    max_turns: int | None = None
+    """Optional cap on assistant turns per rollout in this stage."""
+    context_tokens: int | None = None
+    """Optional context window for this stage (default: the agent config's)."""
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, v):
+        return parse_duration(v)
+
+
+class RLConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str
+    """Path of the policy to train (usually the SFT result; `hf:` prefix accepted)."""
+    reference: str | None = None
+    """Frozen reference policy for the KL penalty (default: the initial policy)."""
+    output_dir: str
+    tasks: list[str]
+    """Task dirs, or folders of task dirs, to sample training tasks from."""
+    eval_tasks: list[str] = Field(default_factory=list)
+    """Held-out tasks rolled out and graded (before any training grading) after every stage."""
+    eval_timeout: float | None = None
+    """Rollout time limit for evaluation (default: the last stage's)."""
+    stages: list[Stage]
+    tasks_per_iteration: int = 4
+    group_size: int = 4
+    """Rollouts per task (n): the advantage baseline is computed over them."""
+    judge: str = "check"
+    """Judge spec: `check` for programmatic leaves, or a model spec (the paper uses an open model, gpt-oss-120b)."""
+    judge_workers: int = 4
+    judge_model: ModelConfig = Field(default_factory=lambda: ModelConfig(temperature=0.0))
+    sandbox: str = "local"
+    concurrency: int = 8
+    """Rollouts running at once."""
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    """Runtime settings of the rollouts (clock, tools, context, scaffold rules); the stage sets the time limit."""
+    generation: ModelConfig = Field(default_factory=lambda: ModelConfig(max_tokens=512, temperature=1.0))
+    """Sampling settings of the policy during rollouts (temperature also used for the training log-probabilities)."""
+    rollout_backend: Literal["hf", "openai"] = "hf"
+    """`hf`: the policy in this process. `openai`: a server (vLLM) at `generation.base_url` serving `served_model`,
+    given the new weights after each update by `reload_command`."""
+    served_model: str = "policy"
+    reload_command: str | None = None
+    """Shell command run after each update with `{checkpoint}` replaced by the saved policy's folder."""
+
+    baseline: Literal["windows", "rollouts"] = "windows"
+    """Advantage baseline: mean reward over all windows of the task's rollouts (the paper's), or over rollouts."""
+    std_normalize: bool = False
+    """Divide advantages by the standard deviation (off in the paper: group mean only)."""
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    beta: float = 0.01
+    """Weight of the KL penalty to the reference policy."""
+    ppo_epochs: int = 1
+    minibatches: int = 1
+    """Optimizer steps per PPO epoch (1: one step over all n x K windows, the paper's average)."""
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora: LoraConfig | None = None
+    gradient_checkpointing: bool = True
+    pack_length: int = 32768
+    attn_implementation: str = "sdpa"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> RLConfig:
+        if not self.stages:
+            raise ValueError("at least one stage is needed")
+        if self.group_size < 2:
+            raise ValueError("group_size must be at least 2 (the baseline is a group mean)")
+        if self.rollout_backend == "openai" and not self.generation.base_url:
+            raise ValueError("rollout_backend openai needs generation.base_url (the policy server)")
+        return self
+
+    @property
+    def policy_path(self) -> str:
+        return self.policy.removeprefix("hf:")
