@@ -1,0 +1,3 @@
+"""Factory stages (rubric). Commands are registered on `factory_app`."""
+
+from __future__ import annotations
