@@ -190,3 +190,16 @@ def test_trajectories_split_on_the_fly(tmp_path, small_model):
     last = run_sft(cfg, progress=False)
     assert last["step"] == 2 and last["trained_tokens"] > 0
     shutil.rmtree(tmp_path / "run")
+
+
+def test_epochs_whose_packing_differs_in_length_are_all_trained(tmp_path, small_model):
+    """Each epoch packs a new shuffle; when that changes its number of steps, every epoch is still trained whole."""
+    ws = windows(n=9, length=150, seed=1)
+    counts = [len(epoch_steps(ws, seed=1, epoch=e, pack_length=260, rows_per_step=1)) for e in range(4)]
+    assert len(set(counts)) > 1, counts  # the fixture must exercise the uneven case
+    data = write_windows(tmp_path / "w.parquet", ws)
+    run_sft(_config(tmp_path, small_model, data, epochs=4, pack_length=260, rows_per_step=1), progress=False)
+    metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in metrics if "loss" in m]
+    assert len(steps) == sum(counts)
+    assert [sum(1 for m in steps if m["epoch"] == e) for e in range(4)] == counts

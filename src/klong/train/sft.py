@@ -8,6 +8,7 @@ continues the same run exactly (same data order, optimizer, scheduler and RNG st
 
 from __future__ import annotations
 
+import bisect
 import time
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,25 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
         tokenizer = load_tokenizer(config.tokenizer or config.model_path, config.chat_template)
     train = load_windows(config.train_data, tokenizer, config.split)
     evals = load_windows(config.eval_data, tokenizer, config.split) if config.eval_data else []
-    plans = {0: epoch_steps(train, seed=config.seed, epoch=0, pack_length=config.pack_length,
-                            rows_per_step=config.rows_per_step, weighting=config.loss_weighting)}  # fmt: skip
+
+    def plan(epoch: int) -> list:
+        return epoch_steps(train, seed=config.seed, epoch=epoch, pack_length=config.pack_length,
+                           rows_per_step=config.rows_per_step, weighting=config.loss_weighting)  # fmt: skip
+
+    plans = {0: plan(0)}
     if not plans[0]:
         raise ConfigError(f"{len(train)} windows make fewer than rows_per_step={config.rows_per_step} packed rows")
-    total_steps = config.max_steps or len(plans[0]) * config.epochs
+    # Each epoch packs a new shuffle, so epochs may differ by a step: steps are located through cumulative counts.
+    epoch_starts = [0, len(plans[0])]
+
+    def locate(step: int) -> tuple[int, int]:
+        while step >= epoch_starts[-1] or len(epoch_starts) <= config.epochs:
+            epoch_starts.append(epoch_starts[-1] + len(plan(len(epoch_starts) - 1)))
+        epoch = bisect.bisect_right(epoch_starts, step) - 1
+        return epoch, step - epoch_starts[epoch]
+
+    locate(0)
+    total_steps = config.max_steps or epoch_starts[config.epochs]
 
     model = load_model(config.model_path, dtype=config.dtype, attn_implementation=config.attn_implementation,
                        lora=config.lora, gradient_checkpointing=config.gradient_checkpointing,
@@ -124,14 +139,12 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
         global_step = Checkpoints.load(accelerator, latest)["global_step"]
         metrics.truncate_after(global_step)  # steps a killed process logged past its last checkpoint
     model.train()
-    steps_per_epoch = len(plans[0])
     bar = _progress(progress and accelerator.is_main_process, total_steps, global_step)
     last: dict[str, Any] = {}
     while global_step < total_steps:
-        epoch, index = divmod(global_step, steps_per_epoch)
+        epoch, index = locate(global_step)
         if epoch not in plans:
-            plans = {epoch: epoch_steps(train, seed=config.seed, epoch=epoch, pack_length=config.pack_length,
-                                        rows_per_step=config.rows_per_step, weighting=config.loss_weighting)}  # fmt: skip
+            plans = {epoch: plan(epoch)}
         rows = plans[epoch][index]
         total_weight = sum(sum(r.weights) for r in rows)
         t0 = time.perf_counter()
