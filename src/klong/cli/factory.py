@@ -17,4 +17,9 @@ factory_app = typer.Typer(
 )
 app.add_typer(factory_app, name="factory")
 
-from klong.cli import factory_rubric, factory_sources, factory_text  # noqa: E402,F401  (registers the stages)
+# Registration order is the order `klong factory --help` lists the stages in: the pipeline's order.
+# isort: off
+from klong.cli import factory_sources  # noqa: E402,F401
+from klong.cli import factory_text  # noqa: E402,F401
+from klong.cli import factory_rubric  # noqa: E402,F401
+# isort: on

@@ -1,3 +1,140 @@
-"""Factory stages (rubric). Commands are registered on `factory_app`."""
+"""Factory stages (rubric): `klong factory draft | check | package`, and `klong factory fake-server`.
+
+Each stage reads its `-c factory.yaml` section plus dotted overrides (`-c draft.min_leaves=30`), takes its common
+settings as options, shows a progress bar and ends with a summary (`--json` for machines).
+"""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from klong.cli.common import console, err_console, handle_errors
+from klong.cli.factory import factory_app
+
+DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="The factory folder.")]
+ConfigOpt = Annotated[
+    list[str] | None, typer.Option("-c", "--config", help="factory.yaml files and dotted overrides (stage.key=value).")
+]
+NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo every paper instead of skipping done ones.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
+def _stage(stage: str, root: Path, as_json: bool, fn: Callable[..., list[Any]]) -> None:
+    from klong.factory.layout import papers_path, previous_stage, read_papers, summary
+
+    prev = papers_path(root, previous_stage(stage) or stage)
+    total = len(read_papers(prev)) if prev.exists() else None
+    columns = [TextColumn(f"[bold]{stage}[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[last]}")]  # fmt: skip
+    with Progress(*columns, console=err_console, transient=True, disable=as_json) as bar:
+        task = bar.add_task(stage, total=total, last="")
+        records = fn(lambda rec: bar.update(task, advance=1, last=rec.slug[:40]))
+    counts = summary(records)
+    info = {"stage": stage, "papers": len(records), **counts, "out": str(root / stage / "papers.jsonl")}
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    drops = ", ".join(f"{k.split('@', 1)[1]} {v}" for k, v in counts.items() if k.startswith("dropped@")) or "none"
+    console.print(
+        f"{stage}: {len(records)} papers, {counts['active']} active; dropped so far: {drops} -> {info['out']}"
+    )
+    for r in records:
+        if r.drop is not None and r.drop.stage == stage:
+            console.print(f"  dropped {r.slug}: {r.drop.reason}", highlight=False)
+
+
+def _config(cls: type, stage: str, sources: list[str] | None, **overrides: Any) -> Any:
+    from klong.factory.config import stage_config
+
+    cfg = stage_config(cls, stage, sources or [])
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    return cfg.model_validate({**cfg.model_dump(), **updates}) if updates else cfg
+
+
+@factory_app.command("draft")
+@handle_errors
+def draft_cmd(
+    root: DirOpt,
+    config: ConfigOpt = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="openai:NAME (any OpenAI-compatible endpoint) or fake (offline).")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    fewshot: Annotated[
+        Path | None, typer.Option("--fewshot", help="PaperBench papers folder (<id>/rubric.json) for examples.")
+    ] = None,
+    no_resume: NoResumeOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Draft a rubric and an addendum per paper, one JSON-mode call per step (replayed from the sidecar on reruns)."""
+    from klong.factory.draft.stage import STAGE, DraftConfig, run_draft
+
+    cfg = _config(DraftConfig, STAGE, config, model=model, base_url=base_url, api_key_env=api_key_env,
+                  fewshot_dir=str(fewshot) if fewshot else None)  # fmt: skip
+    _stage(STAGE, root, as_json, lambda tick: run_draft(root, cfg, resume=not no_resume, progress=tick))
+
+
+@factory_app.command("check")
+@handle_errors
+def check_cmd(
+    root: DirOpt,
+    config: ConfigOpt = None,
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="Training judge for the contrast check: openai:NAME or fake.")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="The judge's OpenAI-compatible endpoint.")] = None,
+    no_contrast: Annotated[bool, typer.Option("--no-contrast", help="Skip the contrast check.")] = False,
+    no_resume: NoResumeOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hard gates, leak check and contrast check; failing papers are dropped with their reasons."""
+    from klong.factory.check import STAGE, CheckConfig, run_check
+
+    cfg = _config(CheckConfig, STAGE, config)
+    contrast = {k: v for k, v in {"judge": judge, "base_url": base_url}.items() if v is not None}
+    if no_contrast:
+        contrast["enabled"] = False
+    if contrast:
+        cfg = cfg.model_copy(update={"contrast": cfg.contrast.model_copy(update=contrast)})
+    _stage(STAGE, root, as_json, lambda tick: run_check(root, cfg, resume=not no_resume, progress=tick))
+
+
+@factory_app.command("package")
+@handle_errors
+def package_cmd(
+    root: DirOpt, config: ConfigOpt = None, no_resume: NoResumeOpt = False, as_json: JsonOpt = False
+) -> None:
+    """Write task dirs in PaperBench's layout, the sidecars, the splits and DATASET_CARD.md."""
+    from klong.factory.package import STAGE, PackageConfig, run_package
+
+    cfg = _config(PackageConfig, STAGE, config)
+    _stage(STAGE, root, as_json, lambda tick: run_package(root, cfg, resume=not no_resume, progress=tick))
+    if not as_json:
+        console.print(f"task dirs: {root / STAGE / 'papers'}; card: {root / STAGE / 'DATASET_CARD.md'}")
+
+
+@factory_app.command("fake-server")
+@handle_errors
+def fake_server_cmd(
+    fixtures: Annotated[Path | None, typer.Option("--fixtures", help="Recorded answers to serve first.")] = None,
+) -> None:
+    """Serve the deterministic drafter and judge on 127.0.0.1 (for offline examples) until Ctrl-C."""
+    import time
+
+    from klong.factory.fake_drafter import FakeDrafter
+    from klong.models.fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer(FakeDrafter(fixtures), model="fake") as server:
+        console.print(f"fake drafter and judge at {server.base_url} (model name: anything); Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

@@ -1,3 +1,172 @@
-"""Factory stages (sources). Commands are registered on `factory_app`."""
+"""Factory stages (sources and filtering): `klong factory collect | enrich | select | decontam | fetch`.
+
+Each reads `-c factory.yaml` (its own section) plus dotted overrides (`-c enrich.citation_sources=[openalex]`), takes a
+few common settings as options, shows a progress bar, and ends with a summary (`--json` for machines).
+"""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from klong.cli.common import console, err_console, handle_errors
+from klong.cli.factory import factory_app
+
+DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="The factory folder.")]
+ConfigOpt = Annotated[
+    list[str] | None, typer.Option("-c", "--config", help="factory.yaml files and dotted overrides (stage.key=value).")
+]
+NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Start the stage over instead of skipping done papers.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
+def _input_count(root: Path, stage: str) -> int | None:
+    from klong.factory.layout import papers_path, previous_stage, read_papers
+
+    prev = previous_stage(stage)
+    if prev is None or not papers_path(root, prev).exists():
+        return None
+    return len(read_papers(papers_path(root, prev)))
+
+
+def _run(stage: str, root: Path, as_json: bool, fn: Callable[..., list[Any]]) -> None:
+    """Run `fn(progress=callback)` under a progress bar, then print the stage's summary."""
+    from klong.factory.layout import summary
+
+    total = _input_count(root, stage)
+    columns = [TextColumn(f"[bold]{stage}[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[last]}")]  # fmt: skip
+    with Progress(*columns, console=err_console, transient=True, disable=as_json) as bar:
+        task = bar.add_task(stage, total=total, last="")
+
+        def tick(rec: Any) -> None:
+            bar.update(task, advance=1, last=rec.slug[:40])
+
+        records = fn(progress=tick)
+    counts = summary(records)
+    info = {"stage": stage, "papers": len(records), **counts, "out": str(root / stage / "papers.jsonl")}
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    drops = ", ".join(f"{k.split('@', 1)[1]} {v}" for k, v in counts.items() if k.startswith("dropped@")) or "none"
+    console.print(
+        f"{stage}: {len(records)} papers, {counts['active']} active; dropped so far: {drops} -> {info['out']}"
+    )
+
+
+def _config(cls: type, stage: str, config: list[str] | None, **overrides: Any):
+    from klong.factory.config import stage_config
+
+    cfg = stage_config(cls, stage, config or [])
+    set_ = {k: v for k, v in overrides.items() if v not in (None, [], ())}
+    return cfg.model_copy(update=set_) if set_ else cfg
+
+
+@factory_app.command("collect")
+@handle_errors
+def collect_cmd(
+    root: DirOpt,
+    config: ConfigOpt = None,
+    local: Annotated[list[str] | None, typer.Option("--local", help="A local folder of papers (repeatable).")] = None,
+    openreview: Annotated[
+        list[str] | None, typer.Option("--openreview", help="OpenReview venue id, e.g. ICLR.cc/2024/Conference.")
+    ] = None,
+    arxiv_query: Annotated[list[str] | None, typer.Option("--arxiv", help="An arXiv search query.")] = None,
+    arxiv_id: Annotated[list[str] | None, typer.Option("--arxiv-id", help="An arXiv id to look up.")] = None,
+    max_per_source: Annotated[int | None, typer.Option("--max-per-source")] = None,
+    no_resume: NoResumeOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Gather candidate papers from local folders, OpenReview venues and arXiv."""
+    from klong.factory.collect import STAGE, CollectConfig, run_collect
+
+    cfg = _config(CollectConfig, STAGE, config)
+    cfg = cfg.model_copy(update={
+        "local": cfg.local + [str(Path(p).resolve()) for p in local or []],
+        "openreview_venues": cfg.openreview_venues + list(openreview or []),
+        "arxiv_queries": cfg.arxiv_queries + list(arxiv_query or []),
+        "arxiv_ids": cfg.arxiv_ids + list(arxiv_id or []),
+        "max_per_source": max_per_source if max_per_source is not None else cfg.max_per_source,
+    })  # fmt: skip
+    if not (cfg.local or cfg.openreview_venues or cfg.arxiv_queries or cfg.arxiv_ids):
+        from klong.exceptions import ConfigError
+
+        raise ConfigError("collect: no source given (use --local DIR, --openreview VENUE_ID, --arxiv QUERY, "
+                          "--arxiv-id ID, or the collect: section of a -c factory.yaml)")  # fmt: skip
+    _run(STAGE, root, as_json, lambda progress: run_collect(root, cfg, resume=not no_resume, progress=progress))
+
+
+@factory_app.command("enrich")
+@handle_errors
+def enrich_cmd(
+    root: DirOpt,
+    config: ConfigOpt = None,
+    code_links: Annotated[
+        Path | None, typer.Option("--code-links", help="A YAML/JSON dump: paper key / arXiv id / slug -> repo URL(s).")
+    ] = None,
+    no_resume: NoResumeOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add arXiv ids, code links (paper text, Hugging Face, a user dump) and citation counts."""
+    from klong.factory.enrich import STAGE, EnrichConfig, run_enrich
+
+    cfg = _config(EnrichConfig, STAGE, config, code_links_file=str(code_links) if code_links else None)
+    _run(STAGE, root, as_json, lambda progress: run_enrich(root, cfg, resume=not no_resume, progress=progress))
+
+
+@factory_app.command("select")
+@handle_errors
+def select_cmd(
+    root: DirOpt,
+    config: ConfigOpt = None,
+    max_papers: Annotated[int | None, typer.Option("--max-papers")] = None,
+    min_citations: Annotated[float | None, typer.Option("--min-citations")] = None,
+    require_code: Annotated[bool, typer.Option("--require-code", help="Keep only papers with official code.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Filter papers by venue, tier, year, citations and official code; keep at most --max-papers."""
+    from klong.factory.select import STAGE, SelectConfig, run_select
+
+    cfg = _config(SelectConfig, STAGE, config, max_papers=max_papers, min_citations=min_citations,
+                  require_official_code=require_code or None)  # fmt: skip
+    _run(STAGE, root, as_json, lambda progress: run_select(root, cfg, progress=progress))
+
+
+@factory_app.command("decontam")
+@handle_errors
+def decontam_cmd(
+    root: DirOpt,
+    config: ConfigOpt = None,
+    against: Annotated[
+        list[Path] | None, typer.Option("--against", help="An extra evaluation list (YAML/JSON/txt), repeatable.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drop papers that match an evaluation set (PaperBench built in) by id, repository, title or abstract."""
+    from klong.factory.decontam import STAGE, DecontamConfig, run_decontam
+
+    cfg = _config(DecontamConfig, STAGE, config)
+    if against:
+        cfg = cfg.model_copy(update={"against": cfg.against + [str(p) for p in against]})
+    _run(STAGE, root, as_json, lambda progress: run_decontam(root, cfg, progress=progress))
+
+
+@factory_app.command("fetch")
+@handle_errors
+def fetch_cmd(
+    root: DirOpt,
+    config: ConfigOpt = None,
+    clone_code: Annotated[bool, typer.Option("--clone-code", help="git clone official repositories.")] = False,
+    no_resume: NoResumeOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download or copy each paper's PDF/markdown and copy (or clone) its official code."""
+    from klong.factory.fetch import STAGE, FetchConfig, run_fetch
+
+    cfg = _config(FetchConfig, STAGE, config, clone_code=clone_code or None)
+    _run(STAGE, root, as_json, lambda progress: run_fetch(root, cfg, resume=not no_resume, progress=progress))
