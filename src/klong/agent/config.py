@@ -61,6 +61,10 @@ class AgentConfig(BaseModel):
     default_tool_cost: float = 10.0
     command_costs: list[CommandCost] = Field(default_factory=list)
     """Virtual costs of particular commands (first matching pattern wins), e.g. a long experiment."""
+    system_prompt: str | None = None
+    """Replaces klong's default system prompt (`klong.agent.prompts.SYSTEM_PROMPT`)."""
+    task_template: str | None = None
+    """Replaces the default task message; may use `{title}` and `{time_limit}` (e.g. `2h 00m`)."""
     max_context_retries: int = 3
     """New epochs tried after context-length errors from the server before the episode ends."""
     context: ContextConfig = Field(default_factory=lambda: ContextConfig(pin_marker=PAPER_END_MARKER))

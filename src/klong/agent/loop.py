@@ -59,9 +59,9 @@ class Episode:
             if not resume:
                 raise InputFileError(self.path, "a trajectory exists already: resume it (--resume) or redo (--redo)")
             return read_trajectory(self.path)
-        messages = [Message(role="system", content=SYSTEM_PROMPT, time=0.0),
-                    Message(role="user", content=task_message(self.task, self.sandbox.root, self.config.time_limit),
-                            time=0.0)]  # fmt: skip
+        task_text = task_message(self.task, self.sandbox.root, self.config.time_limit, self.config.task_template)
+        messages = [Message(role="system", content=self.config.system_prompt or SYSTEM_PROMPT, time=0.0),
+                    Message(role="user", content=task_text, time=0.0)]  # fmt: skip
         return Trajectory(id=self.run_id, task_id=self.task.id, model=self.model.name, sandbox=self.sandbox.kind,
                           messages=messages, time_limit=self.config.time_limit,
                           virtual_time=0.0 if self.config.clock == "virtual" else None)  # fmt: skip

@@ -10,11 +10,12 @@ You act only through the tools you are given: one or more tool calls per reply. 
 and act. Work in small verified steps, save your work to files often, and check results before you rely on them.
 When the submission is complete and verified, or when you can improve it no further, call end_task."""
 
-TASK_TEMPLATE = """Your task is to replicate the results of the research paper in `{root}/paper/` ({title}).
+TASK_TEMPLATE = """Your task is to replicate the results of the research paper in `paper/` ({title}). Paths are
+relative to your workspace, the working directory of your commands.
 
 - `paper/paper.md` is the paper and `paper/addendum.md` holds clarifications from the authors; read them with the
   `read_paper` tool (you must read every page before doing anything else).
-- Put everything you produce in `{root}/submission/`: code, results, and a `reproduce.sh` that regenerates the
+- Put everything you produce in `submission/`: code, results, and a `reproduce.sh` that regenerates the
   results from scratch. Only that folder is graded: how much of the paper's method and results you reproduced.
 - Do not fetch the resources listed in `paper/blacklist.txt` (such as the authors' own code) by any means.
 - You have {time_limit} in total. The time left is shown to you as you go. Use all of it well: stopping early with an
@@ -36,5 +37,8 @@ NO_TOOL_CALL = (
 TIME_NOTICE = "[time] {used} used, {left} left of {limit}."
 
 
-def task_message(task: Task, root: str, time_limit: float) -> str:
-    return TASK_TEMPLATE.format(root=root, title=task.title or task.id, time_limit=format_duration(time_limit))
+def task_message(task: Task, root: str, time_limit: float, template: str | None = None) -> str:
+    """The first user message. `root` (the workspace as the agent sees it) is kept for templates that name it."""
+    return (template or TASK_TEMPLATE).format(
+        title=task.title or task.id, time_limit=format_duration(time_limit), root=root
+    )

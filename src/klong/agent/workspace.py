@@ -7,10 +7,11 @@ absolute paths elsewhere, and symlinks that lead out.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from klong.io import atomic_write_text
-from klong.task import ADDENDUM_FILE, BLACKLIST_FILE, PAPER_FILE, Task
+from klong.task import ADDENDUM_FILE, BLACKLIST_FILE, PAPER_FILE, RUBRIC_FILE, Task
 
 
 class PathRefused(Exception):
@@ -39,6 +40,20 @@ class Workspace:
         atomic_write_text(
             self.paper_dir / BLACKLIST_FILE, "\n".join(task.blacklist) + "\n" if task.blacklist else "none\n"
         )
+        self.copy_task_files(task)
+
+    def copy_task_files(self, task: Task) -> None:
+        """Files a task hands the agent (its config's `klong.workspace`: {workspace path: path in the task dir}), e.g.
+        the deterministic experiment scripts of synthetic tasks. Never the rubric."""
+        files = (task.config.get("klong") or {}).get("workspace") or {}
+        for dst, src in files.items():
+            if task.path is None or Path(src).name == RUBRIC_FILE:
+                continue
+            source = (task.path / src).resolve()
+            target = self.resolve(dst)
+            if source.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
 
     def resolve(self, path: str) -> Path:
         """Host path for a path the agent gave (relative to the workspace, or absolute under it)."""
@@ -60,6 +75,7 @@ class Workspace:
         return target
 
     def display(self, host_path: Path) -> str:
-        """How the agent sees a host path."""
+        """How tool results name a path: relative to the workspace (the commands' working directory), so that the
+        same action reads the same in every sandbox and run dir."""
         rel = host_path.resolve().relative_to(self.host_root)
-        return f"{self.agent_root}/{rel}" if str(rel) != "." else self.agent_root
+        return str(rel)

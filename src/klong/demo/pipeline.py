@@ -1,0 +1,334 @@
+"""The demo pipeline: tasks -> teacher rollouts -> rejection sampling -> split (epoch / truncate / sliding) -> SFT of a
+small model from random weights -> evaluation on held-out tasks -> progressive RL -> evaluation -> report.
+
+Every stage is the real klong stage (task dirs, `run_rollouts`, the `check` judge, `split_trajectory`, `run_sft`,
+`run_rl`), run on files in `out/`; every number in the report is computed from those files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+
+from klong.agent.config import PAPER_END_MARKER, AgentConfig, CommandCost
+from klong.agent.context import ContextConfig
+from klong.demo.tasks import EXPERIMENT_SECONDS, make_tasks
+from klong.demo.teacher import TeacherModel
+from klong.judge.check import CheckJudge
+from klong.judge.grade import grade_submission, write_grade
+from klong.rollout.runner import run_rollouts
+from klong.schema import read_trajectory
+from klong.task import Task
+
+DEMO_SYSTEM_PROMPT = (
+    "You are a research engineer working alone in a sandbox. Act only through tool calls. Read the whole paper "
+    "first, then do exactly what it asks, and call end_task when everything is done."
+)
+DEMO_TASK_TEMPLATE = (
+    "Replicate the paper in `paper/` ({title}): read it with read_paper, run what it asks, and put the results in "
+    "`submission/`. Time limit: {time_limit}."
+)
+
+
+class DemoConfig(BaseModel):
+    """Scale of the demo. `quick()` is the 3-minute version exercised by the tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    train_tasks: int = 48
+    """Synthetic tasks the teacher solves (its kept trajectories are the SFT data; RL samples from them too)."""
+    eval_tasks: int = 6
+    """Held-out tasks every model is evaluated on."""
+    experiments: int = 6
+    """Experiments per task: each costs a run (30 virtual minutes, a long log) and a record."""
+    log_steps: int = 8
+    """Lines of training log each run prints."""
+    teacher_attempts: int = 1
+    mistake_rate: float = 0.1
+    """How often the teacher misreads a learning rate (and recovers by running the experiment again)."""
+    window: int = 768
+    """The student's context window (tokens): runtime view and training windows alike."""
+    prefix_tokens: int = 400
+    """Budget of the pinned prefix (system prompt, task, the paper as read): the whole paper must fit."""
+    overlap: int = 128
+    max_new_tokens: int = 96
+    page_chars: int = 1200
+    vocab_size: int = 768
+    hidden_size: int = 128
+    layers: int = 4
+    sft_epochs: int = 6
+    sft_lr: float = 3e-3
+    rows_per_step: int = 4
+    rl_stages: list[float] = [0.5, 1.0]
+    """Progressive RL: rollout timeouts of the stages, as fractions of the evaluation time limit (`full_time`)."""
+    rl_iterations: int = 1
+    """RL iterations per stage (each: `rl_tasks` tasks x `rl_group` rollouts, graded, one policy update)."""
+    compare_single_stage: bool = False
+    """Also train one stage at the longest timeout with the same rollout budget, from the same SFT model."""
+    rl_tasks: int = 2
+    rl_group: int = 4
+    rl_lr: float = 2e-5
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> DemoConfig:
+        return cls(seed=seed, train_tasks=12, eval_tasks=3, experiments=4, sft_epochs=4, hidden_size=64,
+                   layers=2, rl_tasks=1, rl_group=3)  # fmt: skip
+
+    @classmethod
+    def long(cls, seed: int = 0) -> DemoConfig:
+        """The longer recipe: three RL stages of several iterations each, against a single stage at the longest
+        timeout with the same number of rollouts."""
+        return cls(seed=seed, rl_stages=[1 / 3, 2 / 3, 1.0], rl_iterations=3, rl_tasks=2, rl_group=4,
+                   compare_single_stage=True)  # fmt: skip
+
+    @property
+    def full_time(self) -> float:
+        """Virtual time limit of an episode: room for every experiment plus a quarter more (one or two re-runs)."""
+        return 1.25 * self.experiments * (EXPERIMENT_SECONDS + 120) + 600
+
+    @property
+    def max_turns(self) -> int:
+        """Cap on turns per episode for students: about twice what the teacher needs (a lost student stops early)."""
+        return 2 * (2 * self.experiments + 3)
+
+    def agent(self, time_limit: float, max_turns: int | None = None) -> AgentConfig:
+        return AgentConfig(time_limit=time_limit, clock="virtual", page_chars=self.page_chars, bash_timeout=60,
+                           max_turns=max_turns, system_prompt=DEMO_SYSTEM_PROMPT, task_template=DEMO_TASK_TEMPLATE,
+                           command_costs=[CommandCost(pattern="run_exp", seconds=EXPERIMENT_SECONDS)],
+                           time_notices=[], tool_costs={"bash": 60.0, "read_paper": 30.0, "write_file": 10.0},
+                           context=self.context("epoch"))  # fmt: skip
+
+    def context(self, policy: str) -> ContextConfig:
+        return ContextConfig(policy=policy, max_context_tokens=self.window, overlap_tokens=self.overlap,
+                             reserve_tokens=self.max_new_tokens, pin_marker=PAPER_END_MARKER,
+                             max_prefix_tokens=self.prefix_tokens)  # fmt: skip
+
+
+class Demo:
+    def __init__(self, out: str | Path, config: DemoConfig, console: Console | None = None):
+        self.out = Path(out)
+        self.config = config
+        self.console = console or Console()
+        self.timings: dict[str, float] = {}
+
+    def phase(self, name: str):
+        demo = self
+
+        class _Phase:
+            def __enter__(self):
+                self.t0 = time.monotonic()
+                demo.console.print(f"[bold]>[/bold] {name}")
+
+            def __exit__(self, *exc):
+                demo.timings[name] = round(time.monotonic() - self.t0, 1)
+                if exc[0] is None:
+                    demo.console.print(f"  done in {demo.timings[name]:.0f}s")
+
+        return _Phase()
+
+    # -- stages ----------------------------------------------------------------------------------------------------
+    def make_tasks(self) -> tuple[list[Task], list[Task]]:
+        c = self.config
+        root = self.out / "tasks"
+        train = make_tasks(root / "train", prefix="train", count=c.train_tasks, seed=c.seed, experiments=c.experiments,
+                           log_steps=c.log_steps)  # fmt: skip
+        evals = make_tasks(root / "eval", prefix="eval", count=c.eval_tasks, seed=c.seed + 7919, experiments=c.experiments,
+                           log_steps=c.log_steps)  # fmt: skip
+        return train, evals
+
+    def tokenizer(self, teacher_runs: Path, eval_tasks: list[Task]) -> Path:
+        """A BPE vocabulary learned from the teacher's trajectories (rendered as the chat template renders them)."""
+        from klong.demo.tokenizer import train_tokenizer
+
+        corpus = [self.config.context("epoch").notice]
+        for path in sorted((teacher_runs / "trajectories").glob("*.json")):
+            for m in read_trajectory(path).messages:
+                corpus.append(m.content or "")
+                corpus += [json.dumps({"name": tc.function.name, "arguments": tc.function.arguments})
+                           for tc in m.tool_calls or []]  # fmt: skip
+        corpus += [t.paper for t in eval_tasks]
+        return train_tokenizer(corpus, self.out / "tokenizer", vocab_size=self.config.vocab_size)
+
+    def teacher_rollouts(self, tasks: list[Task]) -> Path:
+        c = self.config
+        out = self.out / "teacher"
+        episodes = iter(range(10**9))
+
+        def teacher() -> TeacherModel:
+            return TeacherModel(seed=c.seed * 1_000_003 + next(episodes), mistake_rate=c.mistake_rate)
+
+        asyncio.run(run_rollouts(tasks, model_factory=teacher, sandbox="local", config=c.agent(c.full_time),
+                                 out_dir=out, attempts=c.teacher_attempts, concurrency=4, resume=True))  # fmt: skip
+        return out
+
+    def grade_runs(self, runs: Path, tasks: list[Task]) -> dict[str, dict[str, Any]]:
+        by_id = {t.id: t for t in tasks}
+
+        async def go():
+            results = {}
+            for traj_path in sorted((runs / "trajectories").glob("*.json")):
+                traj = read_trajectory(traj_path)
+                grade_path = runs / "grades" / f"{traj.id}.json"
+                if grade_path.exists():
+                    grade = json.loads(grade_path.read_text())
+                else:
+                    grade = await grade_submission(runs / "workspaces" / traj.id / "submission", by_id[traj.task_id],
+                                                   CheckJudge(), concurrency=16)  # fmt: skip
+                    write_grade(grade_path, grade)
+                results[traj.id] = {"score": grade["score"], "turns": traj.assistant_turns(),
+                                    "virtual_time": traj.virtual_time, "stop": traj.stop_reason.value if traj.stop_reason else None}  # fmt: skip
+            return results
+
+        return asyncio.run(go())
+
+    def select(self, grades: dict[str, dict[str, Any]], threshold: float = 0.999) -> list[str]:
+        return [rid for rid, g in sorted(grades.items()) if g["score"] >= threshold]
+
+    def split(self, runs: Path, keep: list[str], tokenizer, policy: str) -> Path:
+        from klong.data.split import SampleWriter, split_trajectory
+
+        path = self.out / "windows" / f"{policy}.parquet"
+        writer = SampleWriter(path, policy)
+        for rid in keep:
+            writer.write(split_trajectory(read_trajectory(runs / "trajectories" / f"{rid}.json"), tokenizer,
+                                          self.config.context(policy)).samples)  # fmt: skip
+        writer.close()
+        return path
+
+    def init_model(self, tokenizer_dir: Path) -> Path:
+        from klong.models.tiny import TinyModelConfig, build_tiny_model
+
+        c = self.config
+        heads = max(2, c.hidden_size // 32)
+        return build_tiny_model(self.out / "models" / "init", tokenizer_dir,
+                                TinyModelConfig(hidden_size=c.hidden_size, num_hidden_layers=c.layers,
+                                                num_attention_heads=heads, num_key_value_heads=heads,
+                                                intermediate_size=4 * c.hidden_size, max_position_embeddings=4096,
+                                                seed=c.seed))  # fmt: skip
+
+    def sft(self, init: Path, windows: Path, name: str) -> Path:
+        from klong.train.config import SFTConfig
+        from klong.train.sft import run_sft
+
+        c = self.config
+        out = self.out / "sft" / name
+        if not (out / "final" / "config.json").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            run_sft(SFTConfig(model=str(init), output_dir=str(out), train_data=[str(windows)], pack_length=c.window,
+                              rows_per_step=c.rows_per_step, epochs=c.sft_epochs, learning_rate=c.sft_lr,
+                              warmup_ratio=0.05, gradient_checkpointing=False, seed=c.seed, keep_checkpoints=1),
+                    progress=False)  # fmt: skip
+        return out / "final"
+
+    def evaluate(self, model_dir: Path, tasks: list[Task], name: str) -> dict[str, Any]:
+        from klong.models import load_model
+        from klong.models.config import ModelConfig
+
+        c = self.config
+        runs = self.out / "eval" / name
+        cfg = ModelConfig(max_tokens=c.max_new_tokens, temperature=0.0)
+        asyncio.run(run_rollouts(tasks, model_factory=lambda: load_model(f"hf:{model_dir}", cfg), sandbox="local",
+                                 config=c.agent(c.full_time, c.max_turns), out_dir=runs, concurrency=4, resume=True))  # fmt: skip
+        grades = self.grade_runs(runs, tasks)
+        scores = [g["score"] for g in grades.values()]
+        return {"name": name, "scores": scores, "score_mean": statistics.mean(scores),
+                "score_std": statistics.pstdev(scores), "turns": statistics.mean(g["turns"] for g in grades.values()),
+                "virtual_hours": statistics.mean(g["virtual_time"] for g in grades.values()) / 3600}  # fmt: skip
+
+    def rl(self, policy: Path, stages: list[tuple[float, int]], name: str = "rl") -> Path:
+        """RL from `policy` through `stages` (timeout, iterations); resumes, so a later call extends an earlier one."""
+        from klong.models.config import ModelConfig
+        from klong.train.rl import run_rl
+        from klong.train.rl_config import RLConfig
+
+        c = self.config
+        out = self.out / name
+        cfg = RLConfig(policy=str(policy), output_dir=str(out), tasks=[str(self.out / "tasks" / "train")],
+                       stages=[{"timeout": t, "iterations": n, "max_turns": c.max_turns} for t, n in stages],
+                       tasks_per_iteration=c.rl_tasks, group_size=c.rl_group, agent=c.agent(stages[-1][0]),
+                       generation=ModelConfig(max_tokens=c.max_new_tokens, temperature=1.0, seed=c.seed),
+                       learning_rate=c.rl_lr, beta=0.02, ppo_epochs=2, concurrency=c.rl_group * c.rl_tasks,
+                       gradient_checkpointing=False, pack_length=c.window, seed=c.seed)  # fmt: skip
+        run_rl(cfg, resume=(out / "state.json").exists(), progress=False)
+        return out / "checkpoints" / "latest" / "policy"
+
+    def snapshot(self, policy_dir: Path, name: str) -> Path:
+        target = self.out / "models" / name
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(policy_dir, target)
+        return target
+
+
+def run_demo(out: str | Path, config: DemoConfig, console: Console | None = None) -> dict[str, Any]:
+    from klong.demo.report import write_report
+    from klong.models.tokenizer import load_tokenizer
+
+    demo = Demo(out, config, console)
+    demo.out.mkdir(parents=True, exist_ok=True)
+    (demo.out / "demo_config.json").write_text(config.model_dump_json(indent=2))
+    c = config
+    results: dict[str, Any] = {"config": config.model_dump(), "rows": []}
+    with demo.phase(f"tasks: {c.train_tasks} training and {c.eval_tasks} held-out synthetic replication tasks"):
+        train, evals = demo.make_tasks()
+    with demo.phase("teacher rollouts (scripted expert, mandatory paper reading, occasional mistakes)"):
+        teacher_runs = demo.teacher_rollouts(train)
+        tok_dir = demo.tokenizer(teacher_runs, evals)
+        tokenizer = load_tokenizer(tok_dir)
+        teacher_grades = demo.grade_runs(teacher_runs, train)
+        keep = demo.select(teacher_grades)
+        results["teacher"] = {"rollouts": len(teacher_grades), "kept": len(keep),
+                              "score_mean": statistics.mean(g["score"] for g in teacher_grades.values()),
+                              "turns": statistics.mean(g["turns"] for g in teacher_grades.values())}  # fmt: skip
+    with demo.phase(
+        f"split {len(keep)} trajectories with the epoch, truncate and sliding policies (window {c.window})"
+    ):
+        windows = {p: demo.split(teacher_runs, keep, tokenizer, p) for p in ("truncate", "sliding", "epoch")}
+        results["windows"] = {p: _parquet_stats(w) for p, w in windows.items()}
+    init = demo.init_model(tok_dir)
+    labels = {
+        "truncate": "truncation SFT (basic)",
+        "sliding": "sliding-window SFT",
+        "epoch": "trajectory-splitting SFT",
+    }
+    models = {}
+    for policy in ("truncate", "sliding", "epoch"):
+        with demo.phase(f"SFT from random weights on the {policy} windows"):
+            models[policy] = demo.sft(init, windows[policy], policy)
+        with demo.phase(f"evaluate {labels[policy]} on the held-out tasks"):
+            results["rows"].append({**demo.evaluate(models[policy], evals, policy), "label": labels[policy]})
+    stages = [(c.full_time * f, c.rl_iterations) for f in c.rl_stages]
+    for i, (timeout, _) in enumerate(stages):
+        with demo.phase(f"progressive RL stage {i + 1} (rollout timeout {timeout / 3600:.1f} virtual hours)"):
+            snapshot = demo.snapshot(demo.rl(models["epoch"], stages[: i + 1]), f"rl-stage{i + 1}")
+        with demo.phase(f"evaluate after RL stage {i + 1}"):
+            row = demo.evaluate(snapshot, evals, f"rl-stage{i + 1}")
+            results["rows"].append({**row, "label": f"+ RL stage {i + 1} ({timeout / 3600:.1f} h rollouts)"})
+    if c.compare_single_stage:
+        single = [(stages[-1][0], sum(n for _, n in stages))]
+        with demo.phase(
+            f"single-stage RL at {single[0][0] / 3600:.1f} h, same rollout budget ({single[0][1]} iterations)"
+        ):
+            snapshot = demo.snapshot(demo.rl(models["epoch"], single, name="rl-single"), "rl-single")
+        with demo.phase("evaluate the single-stage RL model"):
+            row = demo.evaluate(snapshot, evals, "rl-single")
+            results["rows"].append({**row, "label": f"single-stage RL ({single[0][0] / 3600:.1f} h rollouts)"})
+    results["timings"] = demo.timings
+    write_report(demo.out, results)
+    return results
+
+
+def _parquet_stats(path: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["num_tokens", "num_trained"])
+    return {"windows": t.num_rows, "tokens": sum(t.column("num_tokens").to_pylist()),
+            "trained_tokens": sum(t.column("num_trained").to_pylist())}  # fmt: skip
