@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -43,6 +42,13 @@ def _comparable(out_dir):
     return traj.stop_reason, traj.virtual_time, messages, files
 
 
+def _saved_messages(path) -> int:
+    try:
+        return len(json.loads(path.read_text())["messages"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
+
+
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     make_task(tmp_path / "tasks", paragraphs=6)
     script = _script(tmp_path / "script.yaml")
@@ -52,18 +58,24 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert _klong("run", *common, "--out", str(reference)).wait(60) == 0
 
     killed = tmp_path / "killed"
-    rng = random.Random(1)
-    kills = 0
-    for attempt in range(8):
+    traj_path = killed / "trajectories" / "toy__a0.json"
+    kills, seen = 0, 0
+    for attempt in range(12):
+        # SIGKILL once the run has saved a few more messages than the last attempt left (progress, then a hard stop)
         proc = _klong("run", *common, "--out", str(killed), *(["--resume"] if attempt else []))
-        try:
-            proc.wait(timeout=rng.uniform(0.4, 1.6))
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            kills += 1
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            count = _saved_messages(traj_path)
+            if count >= seen + 3 and kills < 3:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                seen = count
+                break
+            time.sleep(0.005)
+        if proc.returncode is not None and proc.returncode < 0:
             continue
-        assert proc.returncode == 0, proc.stderr.read().decode()
+        assert proc.wait(60) == 0, proc.stderr.read().decode()
         break
     else:
         raise AssertionError("the run never finished")
