@@ -104,7 +104,7 @@ def test_cli_convert_and_pdf2md(tmp_path: Path) -> None:
     info = json.loads(res.stdout)
     assert info["papers"] == 6 and info["active"] == 2
     res = runner.invoke(app, ["factory", "convert", "--dir", str(root), "--backend", "nope"])
-    assert res.exit_code == 2 and "unknown conversion backend" in res.output
+    assert res.exit_code == 2 and "backend" in res.output and "'pypdfium2', 'docling' or 'latex'" in res.output
     pdf = shared_path("papers", "pdf", "2305.03393v1-pg9.pdf")
     expected = shared_path("papers", "pdf", "2305.03393v1-pg9.expected.md")
     out = tmp_path / "one.md"

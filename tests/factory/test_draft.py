@@ -59,8 +59,10 @@ def test_built_in_fake_model_and_resume(tmp_path):
     records = run_draft(tmp_path, draft_config(model="fake"))
     assert records[0].active and records[1].drop.stage == "draft" and "no markdown" in records[1].drop.reason
     assert (tmp_path / "draft" / "config.yaml").exists()
-    # resuming skips the done papers
-    assert [r.key for r in run_draft(tmp_path, draft_config(model="fake"))] == [r.key for r in records]
+    # resuming skips the done papers, and still reports each one to the progress display
+    seen: list[str] = []
+    again = run_draft(tmp_path, draft_config(model="fake"), progress=lambda r: seen.append(r.key))
+    assert [r.key for r in again] == [r.key for r in records] == seen
 
 
 def test_invalid_json_is_retried_with_the_error_fed_back_then_fails_clearly(tmp_path):

@@ -143,3 +143,15 @@ def test_fetch_cli(tmp_path):
     result = CliRunner().invoke(app, ["factory", "fetch", "--dir", str(root), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["active"] == 3
+
+
+def test_a_local_source_gone_since_collect_is_dropped_naming_the_file(tmp_path):
+    root = tmp_path / "factory"
+    records = local_records(make_local_folder(tmp_path), root)
+    gone = next(r for r in records if "source_pdf" in r.files)
+    (root / gone.files["source_pdf"]).unlink()
+    write_papers(papers_path(root, "decontam"), records)
+    out = {r.key: r for r in run_fetch(root, FetchConfig(http=FAST, download_pdfs=False))}
+    assert out[gone.key].drop is not None and "not found" in out[gone.key].drop.reason
+    assert gone.files["source_pdf"].split("/")[-1] in out[gone.key].drop.reason
+    assert sum(r.active for r in out.values()) == len(records) - 1

@@ -6,55 +6,14 @@ settings as options, shows a progress bar and ends with a summary (`--json` for 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from klong.cli.common import console, err_console, handle_errors
+from klong.cli.common import console, handle_errors
 from klong.cli.factory import factory_app
-
-DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="The factory folder.")]
-ConfigOpt = Annotated[
-    list[str] | None, typer.Option("-c", "--config", help="factory.yaml files and dotted overrides (stage.key=value).")
-]
-NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo every paper instead of skipping done ones.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
-
-
-def _stage(stage: str, root: Path, as_json: bool, fn: Callable[..., list[Any]]) -> None:
-    from klong.factory.layout import papers_path, previous_stage, read_papers, summary
-
-    prev = papers_path(root, previous_stage(stage) or stage)
-    total = len(read_papers(prev)) if prev.exists() else None
-    columns = [TextColumn(f"[bold]{stage}[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[last]}")]  # fmt: skip
-    with Progress(*columns, console=err_console, transient=True, disable=as_json) as bar:
-        task = bar.add_task(stage, total=total, last="")
-        records = fn(lambda rec: bar.update(task, advance=1, last=rec.slug[:40]))
-    counts = summary(records)
-    info = {"stage": stage, "papers": len(records), **counts, "out": str(root / stage / "papers.jsonl")}
-    if as_json:
-        print(json.dumps(info, indent=2))
-        return
-    drops = ", ".join(f"{k.split('@', 1)[1]} {v}" for k, v in counts.items() if k.startswith("dropped@")) or "none"
-    console.print(
-        f"{stage}: {len(records)} papers, {counts['active']} active; dropped so far: {drops} -> {info['out']}"
-    )
-    for r in records:
-        if r.drop is not None and r.drop.stage == stage:
-            console.print(f"  dropped {r.slug}: {r.drop.reason}", highlight=False)
-
-
-def _config(cls: type, stage: str, sources: list[str] | None, **overrides: Any) -> Any:
-    from klong.factory.config import stage_config
-
-    cfg = stage_config(cls, stage, sources or [])
-    updates = {k: v for k, v in overrides.items() if v is not None}
-    return cfg.model_validate({**cfg.model_dump(), **updates}) if updates else cfg
+from klong.cli.factory_sources import ConfigOpt, DirOpt, JsonOpt, NoResumeOpt, _config, _run
 
 
 @factory_app.command("draft")
@@ -78,7 +37,7 @@ def draft_cmd(
 
     cfg = _config(DraftConfig, STAGE, config, model=model, base_url=base_url, api_key_env=api_key_env,
                   fewshot_dir=str(fewshot) if fewshot else None)  # fmt: skip
-    _stage(STAGE, root, as_json, lambda tick: run_draft(root, cfg, resume=not no_resume, progress=tick))
+    _run(STAGE, root, as_json, lambda progress: run_draft(root, cfg, resume=not no_resume, progress=progress))
 
 
 @factory_app.command("check")
@@ -103,7 +62,7 @@ def check_cmd(
         contrast["enabled"] = False
     if contrast:
         cfg = cfg.model_copy(update={"contrast": cfg.contrast.model_copy(update=contrast)})
-    _stage(STAGE, root, as_json, lambda tick: run_check(root, cfg, resume=not no_resume, progress=tick))
+    _run(STAGE, root, as_json, lambda progress: run_check(root, cfg, resume=not no_resume, progress=progress))
 
 
 @factory_app.command("package")
@@ -115,7 +74,7 @@ def package_cmd(
     from klong.factory.package import STAGE, PackageConfig, run_package
 
     cfg = _config(PackageConfig, STAGE, config)
-    _stage(STAGE, root, as_json, lambda tick: run_package(root, cfg, resume=not no_resume, progress=tick))
+    _run(STAGE, root, as_json, lambda progress: run_package(root, cfg, resume=not no_resume, progress=progress))
     if not as_json:
         console.print(f"task dirs: {root / STAGE / 'papers'}; card: {root / STAGE / 'DATASET_CARD.md'}")
 

@@ -23,6 +23,9 @@ ConfigOpt = Annotated[
 ]
 NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Start the stage over instead of skipping done papers.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+RecomputedOpt = Annotated[
+    bool, typer.Option("--no-resume", help="Accepted for uniformity: this stage is recomputed on every run.")
+]
 
 
 def _input_count(root: Path, stage: str) -> int | None:
@@ -35,7 +38,7 @@ def _input_count(root: Path, stage: str) -> int | None:
 
 
 def _run(stage: str, root: Path, as_json: bool, fn: Callable[..., list[Any]]) -> None:
-    """Run `fn(progress=callback)` under a progress bar, then print the stage's summary."""
+    """Run `fn(progress=callback)` under a progress bar, then print the stage's summary and this stage's drops."""
     from klong.factory.layout import summary
 
     total = _input_count(root, stage)
@@ -57,14 +60,27 @@ def _run(stage: str, root: Path, as_json: bool, fn: Callable[..., list[Any]]) ->
     console.print(
         f"{stage}: {len(records)} papers, {counts['active']} active; dropped so far: {drops} -> {info['out']}"
     )
+    for r in records:
+        if r.drop is not None and r.drop.stage == stage:
+            console.print(f"  dropped {r.slug}: {r.drop.reason}", highlight=False)
 
 
-def _config(cls: type, stage: str, config: list[str] | None, **overrides: Any):
+def _config(cls: type, stage: str, config: list[str] | None, **overrides: Any) -> Any:
+    """The stage's config from `-c` sources, with the command's options (those given) applied and validated."""
+    from pydantic import ValidationError
+
+    from klong.exceptions import ConfigError
     from klong.factory.config import stage_config
+    from klong.io import format_validation_error
 
     cfg = stage_config(cls, stage, config or [])
     set_ = {k: v for k, v in overrides.items() if v not in (None, [], ())}
-    return cfg.model_copy(update=set_) if set_ else cfg
+    if not set_:
+        return cfg
+    try:
+        return cls.model_validate({**cfg.model_dump(), **set_})
+    except ValidationError as e:
+        raise ConfigError(f"invalid option for `klong factory {stage}`: {format_validation_error(e)}") from None
 
 
 @factory_app.command("collect")
@@ -127,6 +143,7 @@ def select_cmd(
     max_papers: Annotated[int | None, typer.Option("--max-papers")] = None,
     min_citations: Annotated[float | None, typer.Option("--min-citations")] = None,
     require_code: Annotated[bool, typer.Option("--require-code", help="Keep only papers with official code.")] = False,
+    no_resume: RecomputedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Filter papers by venue, tier, year, citations and official code; keep at most --max-papers."""
@@ -145,6 +162,7 @@ def decontam_cmd(
     against: Annotated[
         list[Path] | None, typer.Option("--against", help="An extra evaluation list (YAML/JSON/txt), repeatable.")
     ] = None,
+    no_resume: RecomputedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Drop papers that match an evaluation set (PaperBench built in) by id, repository, title or abstract."""

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from klong.agent.monitor import blacklist_violations
+from klong.agent.monitor import _strings, blacklist_violations
 from klong.exceptions import ConfigError, InputFileError, StopReason
 from klong.factory.leak import repo_paths
 from klong.io import atomic_write_text, read_json
@@ -61,16 +61,6 @@ class Decision(BaseModel):
     kind: str
     """Short reason class for the summary: selected, infrastructure, stop, monitor, ungraded, invalid-grade,
     disqualified, floor, threshold, best-of-k, unfinished."""
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def _fetch_forms(owner_repo: str) -> re.Pattern[str]:

@@ -27,8 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from klong.factory.config import save_stage_config
-from klong.factory.layout import StageWriter, read_input, stage_dir
+from klong.factory.layout import run_per_paper, stage_dir
 from klong.factory.records import CodeLink, PaperRecord
 from klong.factory.sources.progress import Progress
 from klong.io import atomic_write_text
@@ -205,12 +204,6 @@ def run_blacklist(
 ) -> list[PaperRecord]:
     """Write `blacklist/<slug>.txt` for every active paper of `convert/papers.jsonl`; returns the records."""
     root = Path(root)
-    records = read_input(root, STAGE)
-    writer = StageWriter(root, STAGE, resume=resume)
-    save_stage_config(stage_dir(root, STAGE), config)
-    for rec in records:
-        if not writer.done(rec.key):
-            writer.write(blacklist_one(root, rec, config) if rec.active else rec)
-        if progress is not None:
-            progress(writer.records[rec.key])
-    return writer.finish(r.key for r in records)
+    return run_per_paper(
+        root, STAGE, config, lambda rec: blacklist_one(root, rec, config), resume=resume, progress=progress
+    )

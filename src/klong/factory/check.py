@@ -18,11 +18,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from klong.exceptions import InputFileError
-from klong.factory.config import save_stage_config
 from klong.factory.contrast import ContrastConfig, run_contrast, training_judge
 from klong.factory.draft.assemble import drop_leaves
 from klong.factory.gates import GateConfig, grounding_gate, grounding_report, soft_report, structural_gates
-from klong.factory.layout import StageWriter, read_input, stage_dir
+from klong.factory.layout import run_per_paper, stage_dir
 from klong.factory.leak import find_leaks
 from klong.factory.records import PaperRecord
 from klong.io import atomic_write_json, atomic_write_text, read_json, read_text
@@ -96,17 +95,9 @@ def run_check(root: str | Path, config: CheckConfig | None = None, *, resume: bo
     """Check every active paper of the `draft` stage's output; returns the stage's records."""
     root = Path(root)
     config = config or CheckConfig()
-    records = read_input(root, STAGE)
-    writer = StageWriter(root, STAGE, resume=resume)
-    save_stage_config(stage_dir(root, STAGE), config)
     with training_judge(config.contrast) as make_judge:
-        for record in records:
-            if writer.done(record.key):
-                continue
-            writer.write(_check_one(record, root, config, make_judge))
-            if progress is not None:
-                progress(writer.records[record.key])
-    return writer.finish([r.key for r in records])
+        return run_per_paper(root, STAGE, config, lambda rec: _check_one(rec, root, config, make_judge),
+                             resume=resume, progress=progress)  # fmt: skip
 
 
 def _check_one(record: PaperRecord, root: Path, config: CheckConfig, make_judge: Callable[[], Any]) -> PaperRecord:

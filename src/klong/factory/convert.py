@@ -19,9 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from klong.factory.config import save_stage_config
 from klong.factory.convert_backends import Backend, check_backend, convert_paper
-from klong.factory.layout import StageWriter, read_input, stage_dir
+from klong.factory.layout import run_per_paper, stage_dir
 from klong.factory.pdf2md import PdfConversionError
 from klong.factory.records import PaperRecord
 from klong.factory.sources.progress import Progress
@@ -48,6 +47,8 @@ def convert_one(root: Path, rec: PaperRecord, config: ConvertConfig) -> PaperRec
     out.parent.mkdir(parents=True, exist_ok=True)
     rel = str(out.relative_to(root))
     if src := rec.files.get("source_markdown"):
+        if not (root / src).is_file():
+            return rec.dropped(STAGE, f"convert: markdown source {root / src} not found")
         text = (root / src).read_text(encoding="utf-8", errors="replace")
         if not text.strip():
             return rec.dropped(STAGE, f"convert: markdown source {src} is empty")
@@ -83,12 +84,6 @@ def run_convert(
     """Convert every active paper of `fetch/papers.jsonl` into `convert/`; returns the records (dropped ones too)."""
     root = Path(root)
     check_backend(config.backend)
-    records = read_input(root, STAGE)
-    writer = StageWriter(root, STAGE, resume=resume)
-    save_stage_config(stage_dir(root, STAGE), config)
-    for rec in records:
-        if not writer.done(rec.key):
-            writer.write(convert_one(root, rec, config) if rec.active else rec)
-        if progress is not None:
-            progress(writer.records[rec.key])
-    return writer.finish(r.key for r in records)
+    return run_per_paper(
+        root, STAGE, config, lambda rec: convert_one(root, rec, config), resume=resume, progress=progress
+    )

@@ -21,9 +21,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from klong.exceptions import InputFileError
-from klong.factory.config import save_stage_config
 from klong.factory.decontam import normalize_repo
-from klong.factory.layout import StageWriter, read_input, stage_dir
+from klong.factory.layout import run_per_paper
 from klong.factory.records import CodeLink, PaperRecord
 from klong.factory.sources.arxiv_source import ArxivConfig, normalize_arxiv_id, pdf_url
 from klong.factory.sources.citations import OpenAlexConfig, SemanticScholarConfig, citation_source
@@ -160,16 +159,8 @@ def run_enrich(
 ) -> list[PaperRecord]:
     """Enrich every active paper of `collect/papers.jsonl` into `enrich/papers.jsonl`; returns the records."""
     root = Path(root)
-    records = read_input(root, STAGE)
-    writer = StageWriter(root, STAGE, resume=resume)
-    save_stage_config(stage_dir(root, STAGE), config)
     enricher = _Enricher(root, config)
     try:
-        for rec in records:
-            if not writer.done(rec.key):
-                writer.write(enricher.enrich(rec) if rec.active else rec)
-            if progress is not None:
-                progress(writer.records[rec.key])
+        return run_per_paper(root, STAGE, config, enricher.enrich, resume=resume, progress=progress)
     finally:
         enricher.close()
-    return writer.finish(r.key for r in records)

@@ -23,8 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from klong.factory.config import save_stage_config
-from klong.factory.layout import StageWriter, read_input, stage_dir
+from klong.factory.layout import run_per_paper, stage_dir
 from klong.factory.records import PaperRecord
 from klong.factory.sources.http import AccessDenied, HttpClient, HttpConfig, HttpError
 from klong.factory.sources.progress import Progress
@@ -95,6 +94,9 @@ class _Fetcher:
     def text(self, rec: PaperRecord) -> tuple[dict[str, str], str | None]:
         """(files to add, drop reason)."""
         files: dict[str, str] = {}
+        for key in ("source_pdf", "source_markdown"):
+            if (src := rec.files.get(key)) and not (self.root / src).is_file():
+                return {}, f"fetch: local paper file {self.root / src} not found (moved or deleted since collect?)"
         if src := rec.files.get("source_pdf"):
             dest = self.dir / "pdf" / f"{rec.slug}.pdf"
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +136,9 @@ class _Fetcher:
 
     def code(self, rec: PaperRecord) -> tuple[dict[str, str], str]:
         dest = self.dir / "code" / rec.slug
-        if src := rec.files.get("source_code"):
+        if (src := rec.files.get("source_code")) and not (self.root / src).is_dir():
+            return {}, f"no code: local code folder {self.root / src} not found"
+        if src:
             if dest.exists():
                 shutil.rmtree(dest)
             shutil.copytree(self.root / src, dest, ignore=shutil.ignore_patterns(".git"), symlinks=True)
@@ -163,16 +167,8 @@ def run_fetch(
 ) -> list[PaperRecord]:
     """Fetch every active paper of `decontam/papers.jsonl` into `fetch/`; returns the records."""
     root = Path(root)
-    records = read_input(root, STAGE)
-    writer = StageWriter(root, STAGE, resume=resume)
-    save_stage_config(stage_dir(root, STAGE), config)
     fetcher = _Fetcher(root, config)
     try:
-        for rec in records:
-            if not writer.done(rec.key):
-                writer.write(fetcher.fetch(rec) if rec.active else rec)
-            if progress is not None:
-                progress(writer.records[rec.key])
+        return run_per_paper(root, STAGE, config, fetcher.fetch, resume=resume, progress=progress)
     finally:
         fetcher.http.close()
-    return writer.finish(r.key for r in records)

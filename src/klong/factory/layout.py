@@ -18,12 +18,13 @@ record per line as soon as a paper is done and, on resume, skips the papers alre
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from klong.exceptions import ConfigError, InputFileError
+from klong.factory.config import save_stage_config
 from klong.factory.records import PaperRecord
 from klong.io import atomic_write_text
 
@@ -112,6 +113,29 @@ class StageWriter:
         out += [r for k, r in self.records.items() if k not in set(keys)]
         write_papers(self.path, out)
         return out
+
+
+def run_per_paper(
+    root: str | Path,
+    stage: str,
+    config: BaseModel,
+    one: Callable[[PaperRecord], PaperRecord],
+    *,
+    resume: bool = True,
+    progress: Callable[[PaperRecord], None] | None = None,
+) -> list[PaperRecord]:
+    """The loop every resumable per-paper stage shares: read the previous stage's records, save the resolved config,
+    write `one(record)` for each active paper not already done (dropped papers are copied through untouched), call
+    `progress` once per paper (done before or now), and rewrite the output in the input's order."""
+    records = read_input(root, stage)
+    writer = StageWriter(root, stage, resume=resume)
+    save_stage_config(stage_dir(root, stage), config)
+    for rec in records:
+        if not writer.done(rec.key):
+            writer.write(one(rec) if rec.active else rec)
+        if progress is not None:
+            progress(writer.records[rec.key])
+    return writer.finish(r.key for r in records)
 
 
 def summary(records: Iterable[PaperRecord]) -> dict[str, int]:

@@ -24,9 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from klong.factory.config import save_stage_config
 from klong.factory.gates import PAPERBENCH_MIX, PAPERBENCH_WEIGHT_ONE, soft_report
-from klong.factory.layout import StageWriter, read_input, stage_dir, summary
+from klong.factory.layout import run_per_paper, stage_dir, summary
 from klong.factory.records import PaperRecord
 from klong.io import atomic_write_json, atomic_write_text, read_json, read_text
 from klong.task import Task, parse_blacklist, write_task
@@ -97,22 +96,13 @@ def run_package(root: str | Path, config: PackageConfig | None = None, *, resume
     """Package every paper that passed `check`; write the splits and the dataset card; returns the records."""
     root = Path(root)
     config = config or PackageConfig()
-    records = read_input(root, STAGE)
-    writer = StageWriter(root, STAGE, resume=resume)
-    save_stage_config(stage_dir(root, STAGE), config)
-    for record in records:
-        if writer.done(record.key):
-            continue
-        if not record.active:
-            out = record
-        elif not record.files.get("check") or not record.files.get("markdown"):
-            out = record.dropped(STAGE, "package: the paper has no checked rubric (run the check stage first)")
-        else:
-            out = package_paper(record, root, config)
-        writer.write(out)
-        if progress is not None:
-            progress(out)
-    final = writer.finish([r.key for r in records])
+
+    def one(record: PaperRecord) -> PaperRecord:
+        if not record.files.get("check") or not record.files.get("markdown"):
+            return record.dropped(STAGE, "package: the paper has no checked rubric (run the check stage first)")
+        return package_paper(record, root, config)
+
+    final = run_per_paper(root, STAGE, config, one, resume=resume, progress=progress)
     write_splits(root, final, config)
     atomic_write_text(stage_dir(root, STAGE) / "DATASET_CARD.md", dataset_card(root, final, config))
     return final

@@ -19,14 +19,13 @@ from typing import Any
 from pydantic import ConfigDict
 
 from klong.exceptions import ConfigError, InputFileError
-from klong.factory.config import save_stage_config
 from klong.factory.draft import prompts
 from klong.factory.draft.assemble import apply_weights, build_tree, finalize, outline, replace_subtree, walk
 from klong.factory.draft.client import ClientConfig, DraftClient, DraftError
 from klong.factory.draft.code_summary import summarize_code
 from klong.factory.draft.schemas import AddendumDraft, Elements, EvidenceMatrix, Review, Skeleton, Subtree, Weights
 from klong.factory.gates import GateConfig, is_grounded, main_text
-from klong.factory.layout import StageWriter, read_input, stage_dir
+from klong.factory.layout import run_per_paper, stage_dir
 from klong.factory.records import PaperRecord
 from klong.io import atomic_write_json, atomic_write_text, read_text
 
@@ -199,17 +198,9 @@ def run_draft(root: str | Path, config: DraftConfig | None = None, *, resume: bo
     """Draft every active paper of the `blacklist` stage's output; returns the stage's records."""
     root = Path(root)
     config = config or DraftConfig()
-    records = read_input(root, STAGE)
-    writer = StageWriter(root, STAGE, resume=resume)
-    save_stage_config(stage_dir(root, STAGE), config)
     with drafting_endpoint(config) as live:
-        for record in records:
-            if writer.done(record.key):
-                continue
-            writer.write(_draft_one(record, root, live))
-            if progress is not None:
-                progress(writer.records[record.key])
-    return writer.finish([r.key for r in records])
+        return run_per_paper(root, STAGE, config, lambda rec: _draft_one(rec, root, live), resume=resume,
+                             progress=progress)  # fmt: skip
 
 
 def _draft_one(record: PaperRecord, root: Path, config: DraftConfig) -> PaperRecord:
