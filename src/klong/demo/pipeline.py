@@ -8,10 +8,13 @@ Every stage is the real klong stage (task dirs, `run_rollouts`, the `check` judg
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,20 +123,16 @@ class Demo:
         self.console = console or Console()
         self.timings: dict[str, float] = {}
 
-    def phase(self, name: str):
-        demo = self
-
-        class _Phase:
-            def __enter__(self):
-                self.t0 = time.monotonic()
-                demo.console.print(f"[bold]>[/bold] {name}")
-
-            def __exit__(self, *exc):
-                demo.timings[name] = round(time.monotonic() - self.t0, 1)
-                if exc[0] is None:
-                    demo.console.print(f"  done in {demo.timings[name]:.0f}s")
-
-        return _Phase()
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Print the phase, time it into `timings`, and say when it is done."""
+        self.console.print(f"[bold]>[/bold] {name}")
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.monotonic() - t0, 1)
+        self.console.print(f"  done in {self.timings[name]:.0f}s")
 
     # -- stages ----------------------------------------------------------------------------------------------------
     def make_tasks(self) -> tuple[list[Task], list[Task]]:
@@ -161,7 +160,7 @@ class Demo:
     def teacher_rollouts(self, tasks: list[Task]) -> Path:
         c = self.config
         out = self.out / "teacher"
-        episodes = iter(range(10**9))
+        episodes = itertools.count()
 
         def teacher() -> TeacherModel:
             return TeacherModel(seed=c.seed * 1_000_003 + next(episodes), mistake_rate=c.mistake_rate)
@@ -190,8 +189,14 @@ class Demo:
 
         return asyncio.run(go())
 
-    def select(self, grades: dict[str, dict[str, Any]], threshold: float = 0.999) -> list[str]:
-        return [rid for rid, g in sorted(grades.items()) if g["score"] >= threshold]
+    def select(self, runs: Path) -> list[str]:
+        """Rejection sampling with `klong select`'s rules (score 1, valid grades, clean ending); the decisions and their
+        reasons are written to `selection/`."""
+        from klong.data.select import SelectConfig, select_runs, write_selection
+
+        decisions = select_runs([runs], SelectConfig(threshold=0.999))
+        write_selection(decisions, self.out / "selection")
+        return sorted(d.run_id for d in decisions if d.decision == "selected")
 
     def split(self, runs: Path, keep: list[str], tokenizer, policy: str) -> Path:
         from klong.data.split import SampleWriter, split_trajectory
@@ -284,7 +289,7 @@ def run_demo(out: str | Path, config: DemoConfig, console: Console | None = None
         tok_dir = demo.tokenizer(teacher_runs, evals)
         tokenizer = load_tokenizer(tok_dir)
         teacher_grades = demo.grade_runs(teacher_runs, train)
-        keep = demo.select(teacher_grades)
+        keep = demo.select(teacher_runs)
         results["teacher"] = {"rollouts": len(teacher_grades), "kept": len(keep),
                               "score_mean": statistics.mean(g["score"] for g in teacher_grades.values()),
                               "turns": statistics.mean(g["turns"] for g in teacher_grades.values())}  # fmt: skip

@@ -109,8 +109,9 @@ class StageWriter:
 
     def finish(self, order: Iterable[str] | None = None) -> list[PaperRecord]:
         keys = list(order) if order is not None else list(self.records)
+        ordered = set(keys)
         out = [self.records[k] for k in keys if k in self.records]
-        out += [r for k, r in self.records.items() if k not in set(keys)]
+        out += [r for k, r in self.records.items() if k not in ordered]
         write_papers(self.path, out)
         return out
 
