@@ -11,6 +11,12 @@ from klong.io import read_text
 def load_tokenizer(path: str | Path, chat_template: str | Path | None = None):
     """`AutoTokenizer.from_pretrained(path, local_files_only=True)`; never downloads.
 
+    The folder's `tokenizer.json` is the source of truth. transformers >= 5 picks the tokenizer class from the model
+    type of a `config.json` beside it and, for some types (`qwen2` among them), rebuilds the pre-tokenizer and
+    normalizer of that class instead of the file's: a tokenizer trained with its own pre-tokenization, saved into a
+    model folder, would then split text differently from the tokenizer the training data was made with. When the
+    loaded pipeline differs from the file's, the file is loaded as it is (`PreTrainedTokenizerFast`).
+
     `chat_template` may be a path to a `.jinja` file or the template text itself; it replaces the tokenizer's own.
     """
     from transformers import AutoTokenizer
@@ -20,6 +26,10 @@ def load_tokenizer(path: str | Path, chat_template: str | Path | None = None):
         raise InputFileError(path, "tokenizer folder not found")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        if not _matches_file(tokenizer, path / "tokenizer.json"):
+            from transformers import PreTrainedTokenizerFast
+
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as e:
         raise InputFileError(path, f"cannot load a tokenizer from this folder: {e}") from None
     if chat_template is not None:
@@ -29,3 +39,22 @@ def load_tokenizer(path: str | Path, chat_template: str | Path | None = None):
     if not getattr(tokenizer, "chat_template", None):
         raise InputFileError(path, "the tokenizer has no chat template; pass one (a .jinja file)")
     return tokenizer
+
+
+_PIPELINE = ("normalizer", "pre_tokenizer", "decoder")
+
+
+def _matches_file(tokenizer, file: Path) -> bool:
+    """Whether the loaded fast tokenizer normalises and pre-tokenises as `tokenizer.json` says (True without a file
+    or without a fast backend: nothing to compare)."""
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not file.is_file():
+        return True
+    try:
+        saved = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # unreadable here: let the loader's own error (if any) speak
+    loaded = json.loads(backend.to_str())
+    return all(loaded.get(k) == saved.get(k) for k in _PIPELINE)
