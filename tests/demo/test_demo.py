@@ -27,7 +27,9 @@ def test_tasks_are_deterministic_and_state_their_settings_only_in_the_paper(tmp_
     assert a.paper == b.paper and a.rubric == b.rubric
     assert a.paper != c.paper
     assert parse_experiments(a.paper) == exps
-    assert all(e.line in a.paper for e in exps)
+    # each run's seed comes from its own block of ten, and appears nowhere but in the paper
+    assert [e.seed // 10 for e in exps] == [1, 2, 3, 4, 5, 6]
+    assert all(str(e.seed) in a.paper for e in exps)
     root = parse_rubric(a.rubric)
     assert len(root.sub_tasks) == 6 and all(len(n.sub_tasks) == 3 for n in root.sub_tasks)
     categories = sorted(leaf.task_category for leaf in root.sub_tasks[0].sub_tasks)
@@ -38,7 +40,9 @@ def test_tasks_are_deterministic_and_state_their_settings_only_in_the_paper(tmp_
 
 def test_make_experiments_draws_from_the_seed():
     assert make_experiments(random.Random(1), 4) == make_experiments(random.Random(1), 4)
-    assert all(isinstance(e, Experiment) and 1 <= e.seed <= 9 for e in make_experiments(random.Random(2), 20))
+    assert all(isinstance(e, Experiment) and e.seed // 10 == e.index for e in make_experiments(random.Random(2), 9))
+    with pytest.raises(ValueError, match="1 to 9 experiments"):
+        make_experiments(random.Random(0), 10)
 
 
 def _teacher_run(tmp_path, mistake_rate: float, seed: int = 0, hours: float | None = None):
@@ -58,7 +62,14 @@ def test_teacher_reads_the_paper_first_and_solves_the_task(tmp_path):
     calls = [m.tool_calls[0].function for m in traj.messages if m.role == "assistant"]
     assert calls[0].name == "read_paper"
     commands = [c.parsed_arguments()["command"] for c in calls if c.name == "bash"]
-    assert commands == [f"python3 tools/run_exp.py --exp {e.index} --lr {e.lr} --seed {e.seed}" for e in exps]
+    assert commands[0] == "mkdir -p submission/results"
+    assert commands[1::2] == [f"tools/run_exp.py --exp {e.index} --seed {e.seed}" for e in exps]
+    # each result is the metric the run printed, copied from its log
+    logs = [m.content for m in traj.messages if m.role == "tool" and (m.content or "").startswith("config: ")]
+    metrics = [log.split("final metric ")[1].split()[0] for log in logs]
+    assert commands[2::2] == [
+        f"echo {v} > submission/results/exp{e.index}.txt" for v, e in zip(metrics, exps, strict=True)
+    ]
     assert grade["score"] == 1.0
     # 30 virtual minutes per experiment
     assert traj.virtual_time >= 3 * 1800
@@ -68,8 +79,9 @@ def test_teacher_mistakes_are_recovered_and_graded_as_such(tmp_path):
     _, _, traj, grade = _teacher_run(tmp_path, mistake_rate=1.0, seed=3, hours=10)
     commands = [m.tool_calls[0].function.parsed_arguments()["command"] for m in traj.messages
                 if m.role == "assistant" and m.tool_calls[0].function.name == "bash"]  # fmt: skip
-    assert len(commands) == 6  # every experiment misread once, then re-run with the paper's settings
-    assert any("but the paper says" in (m.content or "") for m in traj.messages)
+    runs = [c for c in commands if "run_exp" in c]
+    assert len(runs) == 6  # every experiment run once with a neighbour's seed, then again with the paper's
+    assert any("but the paper gives seed" in (m.content or "") for m in traj.messages)
     assert grade["score"] == 1.0
 
 
@@ -93,6 +105,9 @@ def test_quick_demo_runs_end_to_end_and_reports_numbers_from_its_files(tmp_path)
         assert len(grades) == report["config"]["eval_tasks"]
         scores = [json.loads(g.read_text())["score"] for g in grades]
         assert row["score_mean"] == pytest.approx(sum(scores) / len(scores))
+        # the three leaves of an experiment weigh the same, so the score is the mean of the per-category leaf scores
+        assert sorted(row["leaves"]) == ["result", "run", "seed"]
+        assert row["score_mean"] == pytest.approx(sum(row["leaves"].values()) / 3)
     # the splitting policies differ as designed: truncate keeps one window per trajectory
     windows = report["windows"]
     assert windows["truncate"]["windows"] == report["teacher"]["kept"]

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,17 +30,15 @@ from klong.demo.teacher import TeacherModel
 from klong.judge.check import CheckJudge
 from klong.judge.grade import grade_submission, write_grade
 from klong.rollout.runner import run_rollouts
+from klong.rubric.graded import GradedNode, category_scores
 from klong.schema import read_trajectory
 from klong.task import Task
 
-DEMO_SYSTEM_PROMPT = (
-    "You are a research engineer working alone in a sandbox. Act only through tool calls. Read the whole paper "
-    "first, then do exactly what it asks, and call end_task when everything is done."
-)
-DEMO_TASK_TEMPLATE = (
-    "Replicate the paper in `paper/` ({title}): read it with read_paper, run what it asks, and put the results in "
-    "`submission/`. Time limit: {time_limit}."
-)
+DEMO_SYSTEM_PROMPT = "You are a research engineer in a sandbox. Act through tool calls; call end_task when done."
+DEMO_TASK_TEMPLATE = "Replicate the paper in `paper/`: read it, run what it asks, put the results in `submission/`."
+LEAF_NAMES = {"Code Execution": "run", "Code Development": "seed", "Result Analysis": "result"}
+"""The three leaves of every experiment, by task category, as the report names them."""
+DEMO_NOTICE = "[context] Earlier turns were removed to fit the context window; the paper is kept above."
 
 
 class DemoConfig(BaseModel):
@@ -47,50 +47,54 @@ class DemoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = 0
-    train_tasks: int = 48
+    train_tasks: int = 160
     """Synthetic tasks the teacher solves (its kept trajectories are the SFT data; RL samples from them too)."""
-    eval_tasks: int = 6
+    eval_tasks: int = 8
     """Held-out tasks every model is evaluated on."""
-    experiments: int = 6
+    experiments: int = 8
     """Experiments per task: each costs a run (30 virtual minutes, a long log) and a record."""
-    log_steps: int = 8
-    """Lines of training log each run prints."""
+    log_steps: int = 5
+    """Loss lines each run prints (plus random warnings)."""
     teacher_attempts: int = 1
     mistake_rate: float = 0.1
-    """How often the teacher misreads a learning rate (and recovers by running the experiment again)."""
-    window: int = 768
+    """How often the teacher takes a neighbouring run's seed (and recovers by running the experiment again)."""
+    window: int = 512
     """The student's context window (tokens): runtime view and training windows alike."""
-    prefix_tokens: int = 400
+    prefix_tokens: int = 200
     """Budget of the pinned prefix (system prompt, task, the paper as read): the whole paper must fit."""
-    overlap: int = 128
-    max_new_tokens: int = 96
+    overlap: int = 96
+    max_new_tokens: int = 64
     page_chars: int = 1200
-    vocab_size: int = 768
-    hidden_size: int = 128
-    layers: int = 4
-    sft_epochs: int = 6
+    vocab_size: int = 1500
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 4
+    sft_steps: int = 2000
+    """Optimizer steps of each SFT run: the same for every split policy, so each gets the same compute."""
     sft_lr: float = 3e-3
     rows_per_step: int = 4
     rl_stages: list[float] = [0.5, 1.0]
     """Progressive RL: rollout timeouts of the stages, as fractions of the evaluation time limit (`full_time`)."""
-    rl_iterations: int = 1
+    rl_iterations: int = 2
     """RL iterations per stage (each: `rl_tasks` tasks x `rl_group` rollouts, graded, one policy update)."""
     compare_single_stage: bool = False
     """Also train one stage at the longest timeout with the same rollout budget, from the same SFT model."""
-    rl_tasks: int = 2
+    rl_tasks: int = 4
     rl_group: int = 4
-    rl_lr: float = 2e-5
+    rl_lr: float = 1e-4
+    rl_temperature: float = 0.7
+    """Sampling temperature of RL rollouts (evaluation is greedy)."""
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
-        return cls(seed=seed, train_tasks=12, eval_tasks=3, experiments=4, sft_epochs=4, hidden_size=64,
-                   layers=2, rl_tasks=1, rl_group=3)  # fmt: skip
+        return cls(seed=seed, train_tasks=16, eval_tasks=3, experiments=4, sft_steps=150, rl_iterations=1,
+                   rl_tasks=1, rl_group=3)  # fmt: skip
 
     @classmethod
     def long(cls, seed: int = 0) -> DemoConfig:
         """The longer recipe: three RL stages of several iterations each, against a single stage at the longest
         timeout with the same number of rollouts."""
-        return cls(seed=seed, rl_stages=[1 / 3, 2 / 3, 1.0], rl_iterations=3, rl_tasks=2, rl_group=4,
+        return cls(seed=seed, rl_stages=[1 / 3, 2 / 3, 1.0], rl_iterations=3,
                    compare_single_stage=True)  # fmt: skip
 
     @property
@@ -113,7 +117,7 @@ class DemoConfig(BaseModel):
     def context(self, policy: str) -> ContextConfig:
         return ContextConfig(policy=policy, max_context_tokens=self.window, overlap_tokens=self.overlap,
                              reserve_tokens=self.max_new_tokens, pin_marker=PAPER_END_MARKER,
-                             max_prefix_tokens=self.prefix_tokens)  # fmt: skip
+                             max_prefix_tokens=self.prefix_tokens, notice=DEMO_NOTICE)  # fmt: skip
 
 
 class Demo:
@@ -145,13 +149,14 @@ class Demo:
         return train, evals
 
     def tokenizer(self, teacher_runs: Path, eval_tasks: list[Task]) -> Path:
-        """A BPE vocabulary learned from the teacher's trajectories (rendered as the chat template renders them)."""
+        """A BPE vocabulary learned from the teacher's trajectories as the chat template renders them (role names,
+        tool-call JSON and texts), plus the held-out papers."""
         from klong.demo.tokenizer import train_tokenizer
 
         corpus = [self.config.context("epoch").notice]
         for path in sorted((teacher_runs / "trajectories").glob("*.json")):
             for m in read_trajectory(path).messages:
-                corpus.append(m.content or "")
+                corpus += [f"{m.role}\n", m.content or ""]
                 corpus += [json.dumps({"name": tc.function.name, "arguments": tc.function.arguments})
                            for tc in m.tool_calls or []]  # fmt: skip
         corpus += [t.paper for t in eval_tasks]
@@ -166,26 +171,32 @@ class Demo:
             return TeacherModel(seed=c.seed * 1_000_003 + next(episodes), mistake_rate=c.mistake_rate)
 
         asyncio.run(run_rollouts(tasks, model_factory=teacher, sandbox="local", config=c.agent(c.full_time),
-                                 out_dir=out, attempts=c.teacher_attempts, concurrency=4, resume=True))  # fmt: skip
+                                 out_dir=out, attempts=c.teacher_attempts, concurrency=8, resume=True))  # fmt: skip
         return out
 
     def grade_runs(self, runs: Path, tasks: list[Task]) -> dict[str, dict[str, Any]]:
+        """Grade every finished run of `runs` with the `check` judge (grades already on disk are reused)."""
         by_id = {t.id: t for t in tasks}
+        judge = CheckJudge()
+        gate = asyncio.Semaphore(4)
+
+        async def one(traj_path: Path) -> tuple[str, dict[str, Any]]:
+            traj = read_trajectory(traj_path)
+            grade_path = runs / "grades" / f"{traj.id}.json"
+            if grade_path.exists():
+                grade = json.loads(grade_path.read_text())
+            else:
+                async with gate:
+                    grade = await grade_submission(runs / "workspaces" / traj.id / "submission", by_id[traj.task_id],
+                                                   judge, concurrency=8)  # fmt: skip
+                write_grade(grade_path, grade)
+            leaves = category_scores(GradedNode.model_validate(grade["graded_task_tree"]))
+            return traj.id, {"score": grade["score"], "turns": traj.assistant_turns(), "virtual_time": traj.virtual_time,
+                             "stop": traj.stop_reason.value if traj.stop_reason else None,
+                             "leaves": {k: v["mean_leaf_score"] for k, v in leaves.items()}}  # fmt: skip
 
         async def go():
-            results = {}
-            for traj_path in sorted((runs / "trajectories").glob("*.json")):
-                traj = read_trajectory(traj_path)
-                grade_path = runs / "grades" / f"{traj.id}.json"
-                if grade_path.exists():
-                    grade = json.loads(grade_path.read_text())
-                else:
-                    grade = await grade_submission(runs / "workspaces" / traj.id / "submission", by_id[traj.task_id],
-                                                   CheckJudge(), concurrency=16)  # fmt: skip
-                    write_grade(grade_path, grade)
-                results[traj.id] = {"score": grade["score"], "turns": traj.assistant_turns(),
-                                    "virtual_time": traj.virtual_time, "stop": traj.stop_reason.value if traj.stop_reason else None}  # fmt: skip
-            return results
+            return dict(await asyncio.gather(*(one(p) for p in sorted((runs / "trajectories").glob("*.json")))))
 
         return asyncio.run(go())
 
@@ -213,10 +224,9 @@ class Demo:
         from klong.models.tiny import TinyModelConfig, build_tiny_model
 
         c = self.config
-        heads = max(2, c.hidden_size // 32)
         return build_tiny_model(self.out / "models" / "init", tokenizer_dir,
                                 TinyModelConfig(hidden_size=c.hidden_size, num_hidden_layers=c.layers,
-                                                num_attention_heads=heads, num_key_value_heads=heads,
+                                                num_attention_heads=c.heads, num_key_value_heads=c.heads,
                                                 intermediate_size=4 * c.hidden_size, max_position_embeddings=4096,
                                                 seed=c.seed))  # fmt: skip
 
@@ -229,7 +239,7 @@ class Demo:
         if not (out / "final" / "config.json").exists():
             shutil.rmtree(out, ignore_errors=True)
             run_sft(SFTConfig(model=str(init), output_dir=str(out), train_data=[str(windows)], pack_length=c.window,
-                              rows_per_step=c.rows_per_step, epochs=c.sft_epochs, learning_rate=c.sft_lr,
+                              rows_per_step=c.rows_per_step, max_steps=c.sft_steps, learning_rate=c.sft_lr,
                               warmup_ratio=0.05, gradient_checkpointing=False, seed=c.seed, keep_checkpoints=1),
                     progress=False)  # fmt: skip
         return out / "final"
@@ -245,7 +255,8 @@ class Demo:
                                  config=c.agent(c.full_time, c.max_turns), out_dir=runs, concurrency=4, resume=True))  # fmt: skip
         grades = self.grade_runs(runs, tasks)
         scores = [g["score"] for g in grades.values()]
-        return {"name": name, "scores": scores, "score_mean": statistics.mean(scores),
+        leaves = {LEAF_NAMES[k]: statistics.mean(g["leaves"][k] for g in grades.values()) for k in LEAF_NAMES}
+        return {"name": name, "scores": scores, "score_mean": statistics.mean(scores), "leaves": leaves,
                 "score_std": statistics.pstdev(scores), "turns": statistics.mean(g["turns"] for g in grades.values()),
                 "virtual_hours": statistics.mean(g["virtual_time"] for g in grades.values()) / 3600}  # fmt: skip
 
@@ -260,7 +271,7 @@ class Demo:
         cfg = RLConfig(policy=str(policy), output_dir=str(out), tasks=[str(self.out / "tasks" / "train")],
                        stages=[{"timeout": t, "iterations": n, "max_turns": c.max_turns} for t, n in stages],
                        tasks_per_iteration=c.rl_tasks, group_size=c.rl_group, agent=c.agent(stages[-1][0]),
-                       generation=ModelConfig(max_tokens=c.max_new_tokens, temperature=1.0, seed=c.seed),
+                       generation=ModelConfig(max_tokens=c.max_new_tokens, temperature=c.rl_temperature, seed=c.seed),
                        learning_rate=c.rl_lr, beta=0.02, ppo_epochs=2, concurrency=c.rl_group * c.rl_tasks,
                        gradient_checkpointing=False, pack_length=c.window, seed=c.seed)  # fmt: skip
         run_rl(cfg, resume=(out / "state.json").exists(), progress=False)
@@ -273,7 +284,25 @@ class Demo:
         return target
 
 
+@contextlib.contextmanager
+def own_interpreter_first() -> Iterator[None]:
+    """Put the interpreter running the demo first on PATH while it runs, so `python3` in the local sandboxes is that
+    interpreter: a version-manager shim (pyenv) in front of it costs about 0.1 s per experiment run, which is most of
+    the teacher's rollout time."""
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), before])
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
 def run_demo(out: str | Path, config: DemoConfig, console: Console | None = None) -> dict[str, Any]:
+    with own_interpreter_first():
+        return _run_demo(out, config, console)
+
+
+def _run_demo(out: str | Path, config: DemoConfig, console: Console | None) -> dict[str, Any]:
     from klong.demo.report import write_report
     from klong.models.tokenizer import load_tokenizer
 

@@ -20,12 +20,17 @@ def write_report(out: Path, results: dict[str, Any]) -> Path:
         f"{c['window']}-token context; seed {c['seed']}.", "",
         f"Teacher: {results['teacher']['rollouts']} rollouts, mean score {results['teacher']['score_mean']:.3f}, "
         f"{results['teacher']['kept']} kept by rejection sampling (score 1).", "",
-        "| model | score (mean +- std over held-out tasks) | assistant turns | virtual run time (h) |",
-        "|---|---|---|---|",
+        "| model | score (mean +- std over held-out tasks) | run / seed / result leaves | assistant turns | "
+        "virtual run time (h) |",
+        "|---|---|---|---|---|",
     ]  # fmt: skip
     for row in results["rows"]:
-        lines.append(f"| {row['label']} | {row['score_mean']:.3f} +- {row['score_std']:.3f} | {row['turns']:.1f} | "
-                     f"{row['virtual_hours']:.2f} |")  # fmt: skip
+        leaves = " / ".join(f"{row['leaves'][k]:.2f}" for k in ("run", "seed", "result"))
+        lines.append(f"| {row['label']} | {row['score_mean']:.3f} +- {row['score_std']:.3f} | {leaves} | "
+                     f"{row['turns']:.1f} | {row['virtual_hours']:.2f} |")  # fmt: skip
+    lines += ["", "Leaves: mean leaf score per rubric category over the held-out tasks: the experiment was run (Code "
+              "Execution), with the paper's seed (Code Development), and its result recorded as the run printed it "
+              "(Result Analysis).", ""]  # fmt: skip
     lines += ["", "Training windows per split policy (same window size):", "",
               "| policy | windows | tokens | trained tokens |", "|---|---|---|---|"]  # fmt: skip
     for policy, w in results["windows"].items():

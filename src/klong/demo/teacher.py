@@ -1,10 +1,10 @@
 """A scripted teacher that solves the synthetic tasks the way a strong model would.
 
-It reads the whole paper first (the mandatory reading) and takes the settings from what it read. Then, for each
-experiment, it states the paper's line for it and runs it with those settings, reads the final metric off the log and
-records it, and ends the task. Now and then it makes a realistic mistake and recovers: it misreads a learning rate,
-notices the mismatch in the run's `config:` line against the paper, and runs the experiment again. Mistakes are drawn
-from a seeded generator, so the teacher's trajectories are reproducible.
+It reads the whole paper first (the mandatory reading), takes the seeds from what it read and creates the results
+folder. Then, for each experiment, it runs it with the paper's seed, copies the final metric from the log into the
+result file, and finally ends the task. Now and then it makes a realistic mistake and recovers: it takes the seed of a
+neighbouring run from the paper's list, notices the mismatch between the log's `config:` line and the paper, and runs
+the experiment again. Mistakes are drawn from a seeded generator, so the teacher's trajectories are reproducible.
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from klong.agent.config import PAPER_END_MARKER
-from klong.demo.tasks import LEARNING_RATES, Experiment, parse_experiments
+from klong.demo.tasks import parse_experiments
 from klong.schema import Message, ToolCall, ToolFunction
 
-_METRIC = re.compile(r"final_metric=([0-9.]+)")
+_METRIC = re.compile(r"final metric ([0-9.]+)")
 
 
-def run_command(e: Experiment, lr: str | None = None) -> str:
-    return f"python3 tools/run_exp.py --exp {e.index} --lr {lr or e.lr} --seed {e.seed}"
+def run_command(index: int, seed: int) -> str:
+    return f"tools/run_exp.py --exp {index} --seed {seed}"
+
+
+def record_command(index: int, metric: str) -> str:
+    return f"echo {metric} > submission/results/exp{index}.txt"
 
 
 class TeacherModel:
@@ -32,24 +36,26 @@ class TeacherModel:
         self.name = "scripted:teacher"
         self.rng = random.Random(seed)
         self.mistake_rate = mistake_rate
-        self.plan: list[tuple[str, str, dict[str, Any]] | str] = []
+        self.plan: list[tuple[str, str, dict[str, Any]] | int] = []
         self.paper = ""
         self.page = 0
         self.calls = 0
         self._planned = False
 
     def _build_plan(self) -> None:
-        for e in parse_experiments(self.paper):
-            if self.rng.random() < self.mistake_rate:
-                bad = self.rng.choice([x for x in LEARNING_RATES if x != e.lr])
-                misread = Experiment(e.index, bad, e.seed)
-                self.plan.append((misread.line, "bash", {"command": run_command(misread)}))
-                self.plan.append((f"The log says lr={bad}, but the paper says: {e.line} Running it again.", "bash",
-                                  {"command": run_command(e)}))  # fmt: skip
+        experiments = parse_experiments(self.paper)
+        self.plan.append(("", "bash", {"command": "mkdir -p submission/results"}))
+        for i, e in enumerate(experiments):
+            if self.rng.random() < self.mistake_rate and len(experiments) > 1:
+                other = experiments[i + 1] if i + 1 < len(experiments) else experiments[i - 1]
+                self.plan.append(("", "bash", {"command": run_command(e.index, other.seed)}))
+                self.plan.append((f"The log says seed {other.seed}, but the paper gives seed {e.seed} for run "
+                                  f"{e.index}. Running it again.", "bash", {"command": run_command(e.index, e.seed)}))  # fmt: skip
             else:
-                self.plan.append((e.line, "bash", {"command": run_command(e)}))
-            self.plan.append(f"record:{e.index}")
-        self.plan.append(("All experiments are run and recorded.", "end_task", {"summary": "all experiments done"}))
+                self.plan.append(("", "bash", {"command": run_command(e.index, e.seed)}))
+            self.plan.append(e.index)  # record the result, read off the latest log
+        self.plan.append((f"All {len(experiments)} runs are done and recorded.", "end_task",
+                          {"summary": "all experiments done"}))  # fmt: skip
         self._planned = True
 
     async def generate(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None, *,
@@ -61,14 +67,11 @@ class TeacherModel:
                 self.paper += last
             if PAPER_END_MARKER not in last:
                 self.page += 1
-                return self._call(f"Reading page {self.page} of the paper.", "read_paper", {"page": self.page})
+                return self._call("", "read_paper", {"page": self.page})
             self._build_plan()
         step = self.plan.pop(0)
-        if isinstance(step, str):  # record a result, read off the latest log
-            index = int(step.split(":")[1])
-            metric = self._metric(messages)
-            return self._call(f"final_metric={metric} is the result of experiment {index}.", "write_file",
-                              {"path": f"submission/results/exp{index}.txt", "content": metric})  # fmt: skip
+        if isinstance(step, int):
+            return self._call("", "bash", {"command": record_command(step, self._metric(messages))})
         return self._call(*step)
 
     @staticmethod
@@ -81,4 +84,4 @@ class TeacherModel:
 
     def _call(self, content: str, tool: str, args: dict[str, Any]) -> Message:
         call = ToolCall(id=f"call_{self.calls}", function=ToolFunction(name=tool, arguments=args))
-        return Message(role="assistant", content=content, tool_calls=[call], finish_reason="tool_calls")
+        return Message(role="assistant", content=content or None, tool_calls=[call], finish_reason="tool_calls")

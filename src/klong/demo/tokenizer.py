@@ -1,11 +1,12 @@
 """A small byte-level BPE tokenizer trained on the demo's own texts, with a Hermes-style chat template.
 
-Nothing is downloaded: the vocabulary is learned from the teacher's trajectories. Text is pre-split at whitespace
-only (each chunk keeps its leading space, as in GPT-2), so frequent chunks such as a learning rate `0.003` or `seed 5`
-become single tokens: a setting is then one token to look up in the paper rather than a run of digits, each of which
-also occurs all over the logs. That is what lets a small model learn the lookup within the demo's CPU budget. The
-template renders tool calls as `<tool_call>{"name": ..., "arguments": ...}</tool_call>`, which `klong.agent.parsing`
-reads back.
+Nothing is downloaded: the vocabulary is learned from the teacher's trajectories. Text is pre-split into words and
+numbers. A number never carries a space (`exp3.txt` is `exp`, `3`, `.txt`; ` --seed 45` is ` --seed `, `45`), so the
+values the tasks turn on (a run index, a seed, a metric `0.71`) become single tokens that are the same in the paper, in
+a command, in a log and in a record. A setting is then one token to copy rather than a run of digits, each of which
+also occurs all over the logs: that is what lets a small model learn the copy within the demo's CPU budget.
+The template renders tool calls as `<tool_call>{"name": ..., "arguments": ...}</tool_call>`,
+which `klong.agent.parsing` reads back.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+PRE_SPLIT = r"\d+(?:\.\d+)?| ?[^\s\d]+(?: (?=\d))?|\s+"
+"""Pre-tokenization: numbers (never with a space), words (with their leading space, and the space before a number
+that follows them), runs of whitespace."""
 
 
 def train_tokenizer(corpus: Iterable[str], out_dir: str | Path, vocab_size: int = 1024) -> Path:
@@ -33,7 +37,7 @@ def train_tokenizer(corpus: Iterable[str], out_dir: str | Path, vocab_size: int 
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r" ?[^\s]+|\s+"), behavior="isolated"),
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(PRE_SPLIT), behavior="isolated"),
                                                  pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])  # fmt: skip
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
