@@ -297,8 +297,28 @@ def own_interpreter_first() -> Iterator[None]:
         os.environ["PATH"] = before
 
 
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep the demo's progress display readable: no weight-loading bars from transformers and no warning from
+    accelerate that the tied `lm_head` is saved once (it is tied to the embeddings by the model config)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    accelerate_log = logging.getLogger("accelerate.utils.other")
+    level, bars = accelerate_log.level, hf_logging.is_progress_bar_enabled()
+    accelerate_log.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        accelerate_log.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def run_demo(out: str | Path, config: DemoConfig, console: Console | None = None) -> dict[str, Any]:
-    with own_interpreter_first():
+    with own_interpreter_first(), quiet_libraries():
         return _run_demo(out, config, console)
 
 

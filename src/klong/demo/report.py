@@ -31,7 +31,7 @@ def write_report(out: Path, results: dict[str, Any]) -> Path:
     lines += ["", "Leaves: mean leaf score per rubric category over the held-out tasks: the experiment was run (Code "
               "Execution), with the paper's seed (Code Development), and its result recorded as the run printed it "
               "(Result Analysis).", ""]  # fmt: skip
-    lines += ["", "Training windows per split policy (same window size):", "",
+    lines += ["Training windows per split policy (same window size):", "",
               "| policy | windows | tokens | trained tokens |", "|---|---|---|---|"]  # fmt: skip
     for policy, w in results["windows"].items():
         lines.append(f"| {policy} | {w['windows']} | {w['tokens']} | {w['trained_tokens']} |")
