@@ -236,12 +236,12 @@ class Demo:
 
         c = self.config
         out = self.out / "sft" / name
-        if not (out / "final" / "config.json").exists():
-            shutil.rmtree(out, ignore_errors=True)
+        if not (out / "final" / "config.json").exists():  # an interrupted run continues from its last checkpoint
             run_sft(SFTConfig(model=str(init), output_dir=str(out), train_data=[str(windows)], pack_length=c.window,
                               rows_per_step=c.rows_per_step, max_steps=c.sft_steps, learning_rate=c.sft_lr,
-                              warmup_ratio=0.05, gradient_checkpointing=False, seed=c.seed, keep_checkpoints=1),
-                    progress=False)  # fmt: skip
+                              warmup_ratio=0.05, gradient_checkpointing=False, seed=c.seed, keep_checkpoints=1,
+                              save_every=max(1, c.sft_steps // 4)),
+                    resume=True, progress=self.console.is_terminal)  # fmt: skip
         return out / "final"
 
     def evaluate(self, model_dir: Path, tasks: list[Task], name: str) -> dict[str, Any]:
@@ -274,7 +274,7 @@ class Demo:
                        generation=ModelConfig(max_tokens=c.max_new_tokens, temperature=c.rl_temperature, seed=c.seed),
                        learning_rate=c.rl_lr, beta=0.02, ppo_epochs=2, concurrency=c.rl_group * c.rl_tasks,
                        gradient_checkpointing=False, pack_length=c.window, seed=c.seed)  # fmt: skip
-        run_rl(cfg, resume=(out / "state.json").exists(), progress=False)
+        run_rl(cfg, resume=(out / "state.json").exists(), progress=True)
         return out / "checkpoints" / "latest" / "policy"
 
     def snapshot(self, policy_dir: Path, name: str) -> Path:
