@@ -116,3 +116,5 @@ def test_quick_demo_runs_end_to_end_and_reports_numbers_from_its_files(tmp_path)
     for name in ("report.md", "sft_loss.png", "scores.png", "rl_reward.png"):
         assert (out / name).stat().st_size > 0
     assert "| trajectory-splitting SFT |" in (out / "report.md").read_text()
+    # the report is printed as written (its markdown links are not taken for console markup)
+    assert "[sft_loss.png](sft_loss.png)" in result.output

@@ -30,4 +30,4 @@ def demo_cmd(
         raise ConfigError("--quick and --long exclude each other")
     config = DemoConfig.quick(seed) if quick else DemoConfig.long(seed) if long else DemoConfig(seed=seed)
     run_demo(out, config, console)
-    console.print((out / "report.md").read_text())
+    console.print((out / "report.md").read_text(), markup=False, highlight=False)
