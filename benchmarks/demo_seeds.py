@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from klong.demo.pipeline import DemoConfig, run_demo
+from klong.demo.tasks import LEAF_NAMES
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
         rows = [r["rows"][i] for r in reports]
         scores = [r["score_mean"] for r in rows]
         means[row["name"]] = statistics.mean(scores)
-        leaves = " / ".join(f"{statistics.mean(r['leaves'][k] for r in rows):.2f}" for k in ("run", "seed", "result"))
+        leaves = " / ".join(f"{statistics.mean(r['leaves'][k] for r in rows):.2f}" for k in LEAF_NAMES.values())
         print(f"| {row['label']} | {spread(scores)} | {', '.join(f'{s:.3f}' for s in scores)} | {leaves} |")
     print(f"\ntrajectory-splitting / truncation SFT, mean held-out score: {means['epoch'] / means['truncate']:.2f}x")
 

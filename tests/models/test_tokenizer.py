@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from klong.demo.tokenizer import train_tokenizer
 from klong.exceptions import InputFileError
 from klong.models.tiny import TinyModelConfig, build_tiny_model
 from klong.models.tokenizer import load_tokenizer
 
 CORPUS = ["python3 tools/run_exp.py --exp 4 --seed 43", "final metric 0.82", "The seeds of the runs: 17, 21, 35."] * 20
-TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-
-
-def train_tokenizer(out_dir):
-    """A byte-level BPE whose pre-tokenizer keeps numbers whole (unlike Qwen2's, which splits digits)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\d+(?:\.\d+)?| ?[^\s\d]+|\s+"), "isolated"),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])  # fmt: skip
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
-    tok.train_from_iterator(CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    fast.chat_template = TEMPLATE
-    fast.save_pretrained(out_dir)
-    return out_dir
 
 
 def test_a_custom_tokenizer_saved_in_a_qwen2_model_folder_splits_text_as_it_was_trained(tmp_path):
     # transformers >= 5 loads a qwen2 model folder's tokenizer as Qwen2Tokenizer, whose own pre-tokenizer would
     # split numbers into digits; the training data was made with the tokenizer as trained.
-    tok_dir = train_tokenizer(tmp_path / "tok")
+    tok_dir = train_tokenizer(CORPUS, tmp_path / "tok", vocab_size=300)  # keeps numbers whole, unlike Qwen2's
     model_dir = build_tiny_model(tmp_path / "model", tok_dir, TinyModelConfig(hidden_size=32, intermediate_size=64))
     original = load_tokenizer(tok_dir)
     in_model = load_tokenizer(model_dir)

@@ -25,7 +25,7 @@ from rich.console import Console
 
 from klong.agent.config import PAPER_END_MARKER, AgentConfig, CommandCost
 from klong.agent.context import ContextConfig
-from klong.demo.tasks import EXPERIMENT_SECONDS, make_tasks
+from klong.demo.tasks import EXPERIMENT_SECONDS, LEAF_NAMES, make_tasks
 from klong.demo.teacher import TeacherModel
 from klong.judge.check import CheckJudge
 from klong.judge.grade import grade_submission, write_grade
@@ -36,8 +36,6 @@ from klong.task import Task
 
 DEMO_SYSTEM_PROMPT = "You are a research engineer in a sandbox. Act through tool calls; call end_task when done."
 DEMO_TASK_TEMPLATE = "Replicate the paper in `paper/`: read it, run what it asks, put the results in `submission/`."
-LEAF_NAMES = {"Code Execution": "run", "Code Development": "seed", "Result Analysis": "result"}
-"""The three leaves of every experiment, by task category, as the report names them."""
 DEMO_NOTICE = "[context] Earlier turns were removed to fit the context window; the paper is kept above."
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from klong.demo.tasks import LEAF_NAMES
 from klong.train.common import read_metrics
 
 
@@ -25,7 +26,7 @@ def write_report(out: Path, results: dict[str, Any]) -> Path:
         "|---|---|---|---|---|",
     ]  # fmt: skip
     for row in results["rows"]:
-        leaves = " / ".join(f"{row['leaves'][k]:.2f}" for k in ("run", "seed", "result"))
+        leaves = " / ".join(f"{row['leaves'][k]:.2f}" for k in LEAF_NAMES.values())
         lines.append(f"| {row['label']} | {row['score_mean']:.3f} +- {row['score_std']:.3f} | {leaves} | "
                      f"{row['turns']:.1f} | {row['virtual_hours']:.2f} |")  # fmt: skip
     lines += ["", "Leaves: mean leaf score per rubric category over the held-out tasks: the experiment was run (Code "
