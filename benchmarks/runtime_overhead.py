@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from klong.agent.config import AgentConfig
-from klong.agent.context import ContextConfig
+from klong.chat.context import ContextConfig
 from klong.models.config import ModelConfig
 from klong.models.fake_openai import FakeOpenAIServer
 from klong.models.openai_compat import OpenAIModel

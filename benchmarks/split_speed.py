@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from klong.agent.context import ContextConfig
+from klong.chat.context import ContextConfig
 from klong.data.split import split_trajectory
 from klong.models.tokenizer import load_tokenizer
 from klong.schema import Message, ToolCall, ToolFunction, Trajectory

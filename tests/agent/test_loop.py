@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from klong.agent.config import AgentConfig
-from klong.agent.context import ContextConfig
+from klong.chat.context import ContextConfig
 from klong.exceptions import SandboxError, StopReason
 from klong.models.scripted import ScriptedCall, ScriptedModel, ScriptedTurn
 from klong.rollout.runner import read_summaries, run_rollouts
@@ -139,7 +139,7 @@ def test_blacklist_violation_is_recorded(tmp_path):
 def test_views_follow_the_context_policy(tmp_path, qwen_tokenizer):
     """The model gets the policy's view at every call: it fits, it keeps the paper reading, epochs restart."""
     from klong.agent.loop import Episode
-    from klong.data.render import ChatRenderer
+    from klong.chat.render import ChatRenderer
     from klong.sandbox import make_sandbox
 
     task = make_task(tmp_path, paragraphs=6)

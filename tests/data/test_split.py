@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from klong.agent.context import ContextConfig, ContextExhaustedError, ContextPolicy
-from klong.data.render import ChatRenderer
+from klong.chat.context import ContextConfig, ContextExhaustedError, ContextPolicy
+from klong.chat.render import ChatRenderer
+from klong.chat.turns import split_turns
 from klong.data.split import SampleWriter, read_samples, split_trajectory
-from klong.data.turns import split_turns
 from klong.importers import import_trajectory_file
 from klong.schema import Trajectory
-from tests.chat import random_conversation
+from tests.conversations import random_conversation
 from tests.shared import shared_path
 
 

@@ -25,7 +25,7 @@ def test_function_calling_tokens_render_tool_calls(qwen_tokenizer):
     )
     assert "<|im_start|>" in text
     # the rendered conversation holds every tool call as a <tool_call> block
-    from klong.data.render import render_ids
+    from klong.chat.render import render_ids
 
     rendered = qwen_tokenizer.decode(render_ids(qwen_tokenizer, traj.messages))
     assert rendered.count("<tool_call>") == traj.tool_call_count() == stats.tool_calls

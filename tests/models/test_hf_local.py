@@ -3,7 +3,7 @@
 import asyncio
 
 from klong.agent.config import AgentConfig
-from klong.agent.context import ContextConfig
+from klong.chat.context import ContextConfig
 from klong.data.split import split_trajectory
 from klong.exceptions import StopReason
 from klong.models import load_model

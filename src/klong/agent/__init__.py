@@ -1,1 +1,1 @@
-"""The agent: its context policy (what the model sees at each call)."""
+"""The agent runtime: the episode loop, tools, prompts, workspace and monitor."""

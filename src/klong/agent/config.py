@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from klong.agent.context import ContextConfig
+from klong.chat.context import ContextConfig
 from klong.sandbox.base import SandboxConfig
 
 PAPER_END_MARKER = "[end of paper]"

@@ -22,13 +22,13 @@ from pydantic import ValidationError
 
 from klong.agent.clock import Clock, VirtualClock, WallClock, format_duration
 from klong.agent.config import AgentConfig
-from klong.agent.context import ContextConfig, ContextExhaustedError, ContextPolicy
 from klong.agent.monitor import blacklist_violations
 from klong.agent.prompts import NO_TOOL_CALL, SYSTEM_PROMPT, TIME_NOTICE, task_message
 from klong.agent.tools import Toolbox
 from klong.agent.workspace import Workspace
-from klong.data.approx import ApproxRenderer
-from klong.data.render import ChatRenderer
+from klong.chat.approx import ApproxRenderer
+from klong.chat.context import ContextConfig, ContextExhaustedError, ContextPolicy
+from klong.chat.render import ChatRenderer
 from klong.exceptions import ConfigError, ContextLengthError, InputFileError, ModelError, SandboxError, StopReason
 from klong.io import format_validation_error
 from klong.protocols import Model

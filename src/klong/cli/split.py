@@ -36,7 +36,7 @@ def split_cmd(
     """Split trajectories into training windows with the same ContextPolicy the runtime uses."""
     from pydantic import ValidationError
 
-    from klong.agent.context import ContextConfig
+    from klong.chat.context import ContextConfig
     from klong.data.split import SampleWriter, SplitStats, split_trajectory
     from klong.data.stats import trajectory_files
     from klong.exceptions import ConfigError

@@ -1,1 +1,1 @@
-"""Data stages: messages -> tokens (render), trajectory statistics."""
+"""Data stages: trajectory splitting into training windows, selection, statistics."""

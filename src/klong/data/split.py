@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from klong.agent.context import ContextConfig, ContextExhaustedError, ContextPolicy, View
-from klong.data.render import ChatRenderer, Piece, RenderedSequence, TurnPiece
-from klong.data.turns import split_turns
+from klong.chat.context import ContextConfig, ContextExhaustedError, ContextPolicy, View
+from klong.chat.render import ChatRenderer, Piece, RenderedSequence, TurnPiece
+from klong.chat.turns import split_turns
 from klong.schema import Trajectory
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from klong.data.render import render_ids
+from klong.chat.render import render_ids
 from klong.exceptions import InputFileError
 from klong.schema import Trajectory
 

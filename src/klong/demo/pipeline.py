@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 
 from klong.agent.config import PAPER_END_MARKER, AgentConfig, CommandCost
-from klong.agent.context import ContextConfig
+from klong.chat.context import ContextConfig
 from klong.demo.tasks import EXPERIMENT_SECONDS, LEAF_NAMES, make_tasks
 from klong.demo.teacher import TeacherModel
 from klong.judge.check import CheckJudge

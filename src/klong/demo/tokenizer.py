@@ -6,7 +6,7 @@ values the tasks turn on (a run index, a seed, a metric `0.71`) become single to
 a command, in a log and in a record. A setting is then one token to copy rather than a run of digits, each of which
 also occurs all over the logs: that is what lets a small model learn the copy within the demo's CPU budget.
 The template renders tool calls as `<tool_call>{"name": ..., "arguments": ...}</tool_call>`,
-which `klong.agent.parsing` reads back.
+which `klong.chat.parsing` reads back.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from klong.agent.parsing import ToolFormat
+from klong.chat.parsing import ToolFormat
 
 
 class ModelConfig(BaseModel):

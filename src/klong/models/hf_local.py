@@ -3,7 +3,7 @@
 The prompt is `ChatRenderer.render_prompt` of the view: the same token sequence the splitter later trains on (earlier
 turns keep the ids they were sampled as). Generation stops at the template's end-of-turn tokens; the sampled ids and
 their logprobs under the sampling distribution (temperature applied) are recorded; the text is parsed into content,
-reasoning and tool calls (`klong.agent.parsing`). Weights are loaded once per path and shared by concurrent episodes;
+reasoning and tool calls (`klong.chat.parsing`). Weights are loaded once per path and shared by concurrent episodes;
 generation runs in a worker thread, one at a time.
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from klong.agent.parsing import parse_reply
-from klong.data.render import ChatRenderer
+from klong.chat.parsing import parse_reply
+from klong.chat.render import ChatRenderer
 from klong.exceptions import ContextLengthError, InputFileError
 from klong.models.config import ModelConfig
 from klong.schema import Message, ToolCall, ToolFunction, Usage

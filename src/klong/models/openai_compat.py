@@ -3,7 +3,7 @@
 Transient failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff by the SDK itself
 (`max_retries`); when retries run out, `ModelError` ends the episode. A refusal because the prompt is too long becomes
 `ContextLengthError`, on which the runtime starts a new context epoch. Native tool calls are used; a server that
-returns tool calls as text (no tool parser configured) is parsed with `klong.agent.parsing`. With `logprobs`, the
+returns tool calls as text (no tool parser configured) is parsed with `klong.chat.parsing`. With `logprobs`, the
 sampled token ids and logprobs are recorded (vLLM's `return_tokens_as_token_ids`), so RL trains on what was sampled.
 """
 
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from klong.agent.parsing import parse_reply
+from klong.chat.parsing import parse_reply
 from klong.exceptions import ContextLengthError, ModelError
 from klong.models.config import ModelConfig
 from klong.schema import Message, ToolCall, ToolFunction, Usage

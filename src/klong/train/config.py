@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from klong.agent.context import ContextConfig
+from klong.chat.context import ContextConfig
 
 
 class LoraConfig(BaseModel):

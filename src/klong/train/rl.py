@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from klong.agent.context import ContextConfig
+from klong.chat.context import ContextConfig
 from klong.config import write_config
 from klong.data.split import split_trajectory
 from klong.exceptions import ConfigError, KlongError, StopReason

@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from klong.data.render import ChatRenderer, RenderError, render_ids
-from klong.data.turns import split_turns
+from klong.chat.render import ChatRenderer, RenderError, render_ids
+from klong.chat.turns import split_turns
 from klong.importers import import_trajectory_file
 from klong.models.tokenizer import load_tokenizer
 from klong.schema import Message
-from tests.chat import TEMPLATE_SPECIALS, TOOLS, conversation
+from tests.conversations import TEMPLATE_SPECIALS, TOOLS, conversation
 from tests.shared import shared_path
 
 
@@ -134,7 +134,7 @@ def test_recorded_token_ids_are_used_as_sampled(qwen_tokenizer):
 def test_rendering_cost_is_linear(qwen_tokenizer):
     import random
 
-    from tests.chat import random_conversation
+    from tests.conversations import random_conversation
 
     def cost(turns: int) -> float:
         msgs = random_conversation(random.Random(0), turns, max_output=600)

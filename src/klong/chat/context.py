@@ -25,8 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from klong.data.render import ChatRenderer
-from klong.data.turns import split_turns
+from klong.chat.render import ChatRenderer
+from klong.chat.turns import split_turns
 from klong.exceptions import KlongError
 from klong.schema import Message
 

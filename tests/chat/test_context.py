@@ -5,9 +5,9 @@ import itertools
 import pytest
 from pydantic import ValidationError
 
-from klong.agent.context import CUT_NOTE, ContextConfig, ContextExhaustedError, ContextPolicy
-from klong.data.render import ChatRenderer
-from klong.data.turns import split_turns
+from klong.chat.context import CUT_NOTE, ContextConfig, ContextExhaustedError, ContextPolicy
+from klong.chat.render import ChatRenderer
+from klong.chat.turns import split_turns
 from klong.schema import Message, ToolCall, ToolFunction
 
 

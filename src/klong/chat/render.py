@@ -4,7 +4,7 @@ This is the only module where messages become token ids. It works with any templ
 `{% generation %}` markers, by rendering small windows and taking differences of the rendered text:
 
 - the **head** (messages before the first assistant message) is rendered once;
-- each **turn** (an assistant message and the messages that answer it, see `klong.data.turns`) becomes a `TurnPiece`
+- each **turn** (an assistant message and the messages that answer it, see `klong.chat.turns`) becomes a `TurnPiece`
   of three parts: `header` (the generation prompt, e.g. `<|im_start|>assistant\\n`), `gen` (exactly what the model
   generates: content, reasoning, tool calls and the end-of-turn token; the only trained part) and `rest` (template glue
   after the end-of-turn token and the rendering of the tool results / notices that follow).
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from klong.data.turns import split_turns
+from klong.chat.turns import split_turns
 from klong.exceptions import KlongError
 from klong.schema import Message
 

@@ -1,6 +1,6 @@
 import json
 
-from klong.agent.parsing import detect_format, parse_reply
+from klong.chat.parsing import detect_format, parse_reply
 
 
 def test_hermes_calls_and_reasoning():
@@ -45,7 +45,7 @@ def test_glm45_xml():
 
 def test_roundtrip_through_templates(qwen_tokenizer):
     """What the Qwen2.5 template renders for a tool call parses back to the same call."""
-    from klong.data.render import ChatRenderer
+    from klong.chat.render import ChatRenderer
     from klong.schema import Message, ToolCall, ToolFunction
 
     msg = Message(role="assistant", content="Checking.",
