@@ -76,6 +76,26 @@ class Usage(Record):
     """Prompt tokens served from the server's prefix cache, when the server reports it."""
 
 
+class Sampling(Record):
+    """How an assistant turn was sampled, and what its recorded `logprobs` mean.
+
+    The RL ratio compares the policy's log-probabilities with these, so the trainer must compute the same quantity:
+    `processed` logprobs are those of the distribution the tokens were drawn from (logits / temperature, then top-p),
+    `raw` ones are the model's own distribution before any processing (temperature 1; vLLM's default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float
+    """Sampling temperature (0: greedy)."""
+    top_p: float = 1.0
+    logprobs: Literal["processed", "raw"] = "processed"
+
+    @property
+    def logprobs_temperature(self) -> float:
+        """The temperature at which a trainer reproduces the recorded logprobs (1 for raw or greedy ones)."""
+        return self.temperature if self.logprobs == "processed" and self.temperature > 0 else 1.0
+
+
 class Message(Record):
     """One chat message in OpenAI format plus klong's per-message bookkeeping.
 
@@ -105,7 +125,9 @@ class Message(Record):
     token_ids: list[int] | None = None
     """For assistant turns: the sampled completion token ids, when the backend returned them."""
     logprobs: list[float] | None = None
-    """For assistant turns: the sampling policy's logprob of each id in `token_ids`."""
+    """For assistant turns: the sampling policy's logprob of each id in `token_ids` (their meaning: `sampling`)."""
+    sampling: Sampling | None = None
+    """For assistant turns with `logprobs`: the sampling settings and whether the logprobs are raw or processed."""
     meta: dict[str, Any] | None = None
     """Anything else worth keeping (e.g. the source agent's parsed action); never sent to a model."""
 

@@ -166,3 +166,30 @@ def test_views_follow_the_context_policy(tmp_path, qwen_tokenizer):
         assert len(renderer.render_prompt(view)) <= 5000
         if len(view) >= len(reading_msgs):
             assert view[: len(reading_msgs)] == reading_msgs
+
+
+def test_a_resumed_episode_keeps_the_context_settings_it_started_with(tmp_path, qwen_tokenizer):
+    """An episode saved mid-run and resumed under another configuration goes on with the views it began with: the
+    recorded settings, so that its split windows are still what the model was given (checked call by call)."""
+    from klong.agent.loop import Episode
+    from klong.data.split import split_trajectory
+    from klong.sandbox import make_sandbox
+    from klong.schema import write_trajectory
+
+    task = make_task(tmp_path, paragraphs=2)
+    turns = [T(f"Step {i}.", ("bash", {"command": f"seq 1 {40 + i}"})) for i in range(16)] + [
+        T("Done.", ("end_task", {}))
+    ]
+    started = AgentConfig(clock="virtual", mandatory_reading=False, max_turns=6,
+                          context=ContextConfig(max_context_tokens=2200, overlap_tokens=300))  # fmt: skip
+    path = tmp_path / "t.json"
+    first = asyncio.run(Episode(task, ScriptedModel(turns), make_sandbox("local", tmp_path / "ws"), started, path,
+                                run_id="t", tokenizer=qwen_tokenizer).run())  # fmt: skip
+    first.stop_reason = None  # as if killed after turn 6
+    write_trajectory(path, first)
+    later = AgentConfig(clock="virtual", mandatory_reading=False, context=ContextConfig(max_context_tokens=30000))
+    traj = asyncio.run(Episode(task, ScriptedModel(turns), make_sandbox("local", tmp_path / "ws"), later, path,
+                               run_id="t", tokenizer=qwen_tokenizer).run(resume=True))  # fmt: skip
+    assert traj.stop_reason is StopReason.END_TASK and traj.meta["context"]["max_context_tokens"] == 2200
+    assert len({m.meta["context"]["epoch"] for m in traj.messages if m.role == "assistant"}) >= 2
+    assert split_trajectory(traj, qwen_tokenizer).checked_calls == traj.assistant_turns()

@@ -136,3 +136,51 @@ def test_force_new_epoch_and_exhaustion(qwen_tokenizer):
     tiny = _policy(qwen_tokenizer, msgs, max_context_tokens=60, overlap_tokens=0, max_prefix_tokens=0)
     with pytest.raises(ContextExhaustedError, match="no room"):
         tiny.select(conv.head, conv.turns[:3])
+
+
+def test_pin_marker_found_late(qwen_tokenizer):
+    """The marker is looked for incrementally (only turns not seen yet, and the last one again since its tool results
+    may have grown; the cost is measured in benchmarks/runtime_overhead.py): a marker in a late turn is still found."""
+    msgs = _history(40)
+    conv = split_turns(msgs)
+    late = list(conv.turns)
+    late[30] = [late[30][0], late[30][1].model_copy(update={"content": "read. [END]"})]
+    found = _policy(qwen_tokenizer, msgs, max_context_tokens=30000, pin_marker="[END]", max_prefix_tokens=20000)
+    views = [found.select(conv.head, late[:t]) for t in range(len(late) + 1)]
+    assert views[30].pinned == 0 and views[31].pinned == 31 and views[-1].pinned == 31
+
+
+def test_notice_role_follows_the_template(qwen_tokenizer):
+    """`auto`: `system` where a user message would make the template rewrite earlier turns (Qwen3, GLM-4.5 drop the
+    reasoning before the last user query), `user` elsewhere; the resolved role is the notice's and the reminders'."""
+    from tests.chat.test_render import template_tokenizer
+
+    expected = {"qwen2.5-instruct": "user", "qwen3": "system", "llama-3.1-instruct": "user", "glm-4.5": "system"}
+    msgs = _history(2)
+    for template, role in expected.items():
+        policy = _policy(template_tokenizer(template), msgs, max_context_tokens=4000)
+        assert policy.notice_role == role, template
+    assert _policy(qwen_tokenizer, msgs, notice_role="system").notice_role == "system"
+    from klong.chat.approx import ApproxRenderer
+
+    assert (
+        ContextPolicy(ContextConfig(), ApproxRenderer()).notice_role == "user"
+    )  # no template: what every server takes
+
+
+def test_a_refused_view_is_undone_and_retries_shrink(qwen_tokenizer):
+    msgs = _history(12)
+    conv = split_turns(msgs)
+    policy = _policy(qwen_tokenizer, msgs, max_context_tokens=4000, overlap_tokens=1200, pin_turns=1)
+    before = policy.state()
+    sizes = []
+    for attempt in (1, 2, 3):
+        view = policy.select(conv.head, conv.turns, force_new_epoch=attempt)
+        assert view.new_epoch and view.epoch == 1
+        sizes.append(view.prompt_tokens)
+        policy.restore(before)
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert policy.select(conv.head, conv.turns).epoch == 0  # nothing of the refused attempts stayed
+    trunc = _policy(qwen_tokenizer, msgs, policy="truncate", max_context_tokens=4000, overlap_tokens=0)
+    with pytest.raises(ContextExhaustedError, match="cannot shrink"):
+        trunc.select(conv.head, conv.turns, force_new_epoch=1)

@@ -157,3 +157,26 @@ def test_template_without_generation_prompt_is_refused(qwen_tokenizer):
     with pytest.raises(RenderError, match="no generation prompt"):
         ChatRenderer(tok)
     assert Message(role="user", content="x")
+
+
+def test_a_generation_cut_short_is_exactly_what_was_sampled(qwen_tokenizer):
+    """A generation stopped by `max_tokens` has no end-of-turn token; the template closes the turn with one. That token
+    belongs to what follows (untrained), so the generated piece is exactly the sampled ids and a window ending with
+    this turn ends where sampling ended. The same for a text-only turn whose `finish_reason` is `length`."""
+    msgs = conversation(turns=2, final=False)
+    sampled = qwen_tokenizer.encode("Step 0: lookin")
+    msgs[2] = msgs[2].model_copy(update={"token_ids": sampled, "logprobs": [-0.2] * len(sampled), "tool_calls": None,
+                                         "content": "Step 0: lookin"})  # fmt: skip
+    msgs = [m for m in msgs if not (m.role == "tool" and m.tool_call_id == "c0a")]
+    r = renderer_for(qwen_tokenizer, msgs)
+    conv = split_turns(msgs)
+    piece = r.turn_piece(conv.turns[0])
+    end_id = qwen_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert piece.gen.ids == sampled and piece.gen.mask == [1] * len(sampled)
+    assert piece.rest.ids[0] == end_id and set(piece.rest.mask) == {0}
+    assert r.render(msgs).text == r.template_text(msgs)  # the composed text is still the template's
+    text_only = conv.turns[0][0].model_copy(update={"token_ids": None, "logprobs": None, "finish_reason": "length"})
+    cut = r.turn_piece([text_only, *conv.turns[0][1:]])
+    assert end_id not in cut.gen.ids and cut.rest.ids[0] == end_id
+    finished = r.turn_piece([text_only.model_copy(update={"finish_reason": "stop"}), *conv.turns[0][1:]])
+    assert finished.gen.ids[-1] == end_id and finished.gen.mask[-1] == 1

@@ -128,3 +128,36 @@ def test_endpoint_down_ends_the_episode(tmp_path):
     traj = read_trajectory(out / "trajectories" / "toy__a0.json")
     assert traj.stop_reason is StopReason.MODEL_ERROR and "502" in traj.stop_detail
     assert [m.role for m in traj.messages] == ["system", "user"]  # nothing was shown to the model
+
+
+def test_repeated_context_length_errors_get_smaller_views_and_split_as_sent(tmp_path, qwen_tokenizer):
+    """A server that refuses the view twice: each retry is a new, smaller epoch (never the view it just refused),
+    only the accepted one counts (epoch numbering, recorded `forced` attempt), and the splitter replays it exactly."""
+    from klong.chat.context import ContextConfig
+    from klong.chat.render import ChatRenderer
+    from klong.data.split import split_trajectory
+
+    task = make_task(tmp_path, paragraphs=2)
+    work = [{"content": f"Step {i}.", "tool_calls": [{"name": "bash", "arguments": {"command": f"seq 1 {60 + i}"}}]}
+            for i in range(8)]  # fmt: skip
+    replies = [*work, {"context_length_error": True}, {"context_length_error": True},
+               {"content": "Done.", "tool_calls": [{"name": "end_task", "arguments": {"summary": "x"}}]}]  # fmt: skip
+    agent = AgentConfig(clock="virtual", mandatory_reading=False,
+                        context=ContextConfig(max_context_tokens=6000, overlap_tokens=1200))  # fmt: skip
+    with FakeOpenAIServer(replies) as server:
+        cfg = ModelConfig(base_url=server.base_url, max_retries=0, max_tokens=512)
+        out = tmp_path / "run"
+        asyncio.run(run_rollouts([task], model_factory=lambda: load_model("openai:m", cfg), sandbox="local",
+                                 config=agent, out_dir=out, tokenizer=qwen_tokenizer))  # fmt: skip
+        requests = server.requests
+    traj = read_trajectory(out / "trajectories" / "toy__a0.json")
+    assert traj.stop_reason is StopReason.END_TASK
+    renderer = ChatRenderer(qwen_tokenizer, traj.tools, traj.messages[0])
+    from klong.schema import Message
+
+    sizes = [len(renderer.render_prompt([Message.model_validate(m) for m in r["messages"]])) for r in requests[8:]]
+    assert sizes[0] > sizes[1] > sizes[2], sizes  # refused, refused (a new epoch), accepted (a smaller new epoch)
+    last = [m for m in traj.messages if m.role == "assistant"][-1]
+    assert last.meta["context"]["forced"] == 2 and last.meta["context"]["epoch"] == 1
+    result = split_trajectory(traj, qwen_tokenizer)
+    assert result.checked_calls == traj.assistant_turns()

@@ -28,7 +28,7 @@ from klong.agent.tools import Toolbox
 from klong.agent.workspace import Workspace
 from klong.chat.approx import ApproxRenderer
 from klong.chat.context import ContextConfig, ContextExhaustedError, ContextPolicy
-from klong.chat.render import ChatRenderer
+from klong.chat.render import ChatRenderer, prompt_digest
 from klong.exceptions import ConfigError, ContextLengthError, InputFileError, ModelError, SandboxError, StopReason
 from klong.io import format_validation_error
 from klong.protocols import Model
@@ -82,13 +82,23 @@ class Episode:
         renderer = (ChatRenderer(self.tokenizer, self.traj.tools, self.traj.messages[0])
                     if self.tokenizer is not None else ApproxRenderer())  # fmt: skip
         self.policy = ContextPolicy(context, renderer)
-        self.traj.meta.setdefault("context", context.model_dump())
+        self._renderer = renderer if isinstance(renderer, ChatRenderer) else None
+        # the resolved settings (concrete notice role) are what the splitter replays
+        self.traj.meta["context"] = context.model_copy(update={"notice_role": self.policy.notice_role}).model_dump()
+        self.traj.meta["context_counting"] = "tokenizer" if self._renderer is not None else "approximate"
         self._replay_policy()
         if hasattr(self.model, "resume"):
             self.model.resume(self.traj.assistant_turns())
 
     def _context_config(self) -> ContextConfig:
-        """The configured context, keeping room for the model's longest answer (`reserve_tokens` >= `max_tokens`)."""
+        """The configured context, keeping room for the model's longest answer (`reserve_tokens` >= `max_tokens`).
+        A resumed episode keeps the settings it recorded when it started, so its views go on as they began."""
+        recorded = self.traj.meta.get("context")
+        if recorded is not None:
+            try:
+                return ContextConfig.model_validate(recorded)
+            except ValidationError as e:
+                raise InputFileError(self.path, f"meta.context: {format_validation_error(e)}") from None
         context = self.config.context
         max_tokens = getattr(getattr(self.model, "config", None), "max_tokens", 0) or 0
         if max_tokens <= context.reserve_tokens:
@@ -105,7 +115,7 @@ class Episode:
         history: list[Message] = []
         for m in self.traj.messages:
             if m.role == "assistant":
-                forced = bool((m.meta or {}).get("context", {}).get("forced"))
+                forced = int((m.meta or {}).get("context", {}).get("forced") or 0)
                 with contextlib.suppress(ContextExhaustedError):
                     self.policy.view(history, force_new_epoch=forced)
             history.append(m)
@@ -170,17 +180,21 @@ class Episode:
         await self._answer_pending()
 
     async def _call_model(self) -> Message | None:
-        forced = False
-        for _ in range(self.config.max_context_retries + 1):
+        """One model call on the policy's view. After a context-length error the view is recomputed as a new,
+        smaller epoch (attempt k, see `ContextPolicy.view`); only the accepted view changes the policy's state."""
+        detail = ""
+        for attempt in range(self.config.max_context_retries + 1):
+            state = self.policy.state()
             try:
-                view = self.policy.view(self.traj.messages, force_new_epoch=forced)
+                view = self.policy.view(self.traj.messages, force_new_epoch=attempt)
             except ContextExhaustedError as e:
-                self._stop(StopReason.CONTEXT_EXHAUSTED, str(e))
+                self._stop(StopReason.CONTEXT_EXHAUSTED, f"{e}{f' (after: {detail})' if detail else ''}")
                 return None
             try:
                 reply = await self.model.generate(view.messages, self.traj.tools)
             except ContextLengthError as e:
-                forced, detail = True, str(e)
+                self.policy.restore(state)
+                detail = str(e)
                 continue
             except ModelError as e:
                 self._stop(StopReason.MODEL_ERROR, str(e))
@@ -188,18 +202,27 @@ class Episode:
             if reply.role != "assistant":
                 raise ModelError(f"{self.model.name} returned a {reply.role!r} message")
             meta = dict(reply.meta or {})
-            meta["context"] = {
-                "epoch": view.epoch,
-                "prompt_tokens": view.prompt_tokens,
-                **({"forced": True} if forced else {}),
-            }
             reply.meta = meta
+            meta["context"] = self._view_record(view, meta.pop("prompt", None), attempt)
             return reply
         self._stop(
             StopReason.CONTEXT_EXHAUSTED,
             f"context-length errors after {self.config.max_context_retries} new epochs: {detail}",
         )
         return None
+
+    def _view_record(self, view, prompt: dict | None, attempt: int) -> dict:
+        """What the model was given at this call: the epoch, and the prompt's length and fingerprint, as the model
+        reported them (backends that tokenise, e.g. `hf`) or else as klong renders the view with its tokenizer."""
+        record: dict = {"epoch": view.epoch, "prompt_tokens": view.prompt_tokens}
+        if prompt is not None:
+            record.update(prompt_tokens=prompt["tokens"], prompt_sha=prompt["sha"], prompt_from="model")
+        elif self._renderer is not None:
+            ids = self._renderer.render_prompt(view.messages).input_ids
+            record.update(prompt_tokens=len(ids), prompt_sha=prompt_digest(ids), prompt_from="klong")
+        if attempt:
+            record["forced"] = attempt
+        return record
 
     async def _answer_pending(self) -> None:
         """Run the tool calls of the last assistant message that have no result yet (all of them, or the rest after a
@@ -228,7 +251,8 @@ class Episode:
         if not assistant.tool_calls and last == len(self.traj.messages) - 1:
             errors = (assistant.meta or {}).get("parse_errors")
             text = NO_TOOL_CALL if not errors else f"Your tool call could not be read: {errors[0]}. {NO_TOOL_CALL}"
-            self.traj.messages.append(self._stamp(Message(role="user", content=text)))
+            # in the role under which the template keeps earlier turns as they were (see ContextConfig.notice_role)
+            self.traj.messages.append(self._stamp(Message(role=self.policy.notice_role, content=text)))
             self._save("reminder")
         if ended:
             self._stop(StopReason.END_TASK)
@@ -246,6 +270,6 @@ class Episode:
         text = TIME_NOTICE.format(used=format_duration(self.clock.elapsed()),
                                   left=format_duration(max(0.0, limit - self.clock.elapsed())), limit=format_duration(limit))  # fmt: skip
         last = self.traj.messages[-1]
-        if last.role in ("tool", "user"):
+        if last.role in ("tool", "user", "system"):
             last.content = f"{last.content or ''}\n\n{text}"
         self._save("notice")

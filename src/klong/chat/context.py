@@ -63,7 +63,10 @@ class ContextConfig(BaseModel):
     """Budget of the pinned prefix (head + pinned turns); default half of the window minus the reserve."""
     notice: str = DEFAULT_NOTICE
     """The one fixed message placed after the prefix in every epoch but the first."""
-    notice_role: Literal["user", "system"] = "user"
+    notice_role: Literal["auto", "user", "system"] = "auto"
+    """Role of klong's own messages (this notice, the runtime's reminders). `auto`: `system` where the chat template
+    would otherwise treat a `user` message as a new query and rewrite earlier turns (Qwen3 and GLM-4.5 drop the
+    reasoning of turns before the last user message), else `user`. The runtime records the resolved role."""
 
     @model_validator(mode="after")
     def _check(self) -> ContextConfig:
@@ -120,6 +123,21 @@ class View:
         return [m for p in self.parts for m in p.messages]
 
 
+NOTICE_PROBE = "klong-notice-probe"
+
+
+def resolve_notice_role(role: str, renderer) -> str:
+    """`user` or `system`: the configured role, or for `auto` the one under which the renderer's chat template keeps
+    earlier turns as they were (see `ContextConfig.notice_role`). Renderers without a template (approximate
+    counting) get `user`, which every server accepts."""
+    if role != "auto":
+        return role
+    probe = getattr(renderer, "keeps_history_after", None)
+    if probe is None:
+        return "user"
+    return "system" if not probe("user") and probe("system") else "user"
+
+
 def _text_size(turn: Sequence[Message]) -> int:
     return sum(len(m.content or "") for m in turn)
 
@@ -152,7 +170,20 @@ class ContextPolicy:
         self._lengths: list[int] = list(turn_lengths or [])
         self._cut: dict[int, tuple[list[Message], int]] = {}
         """Turns of the current epoch shown cut to fit: index -> (messages, tokens). Kept so the epoch stays append-only."""
-        self._notice = Message(role=config.notice_role, content=config.notice)
+        self._marker_scanned = 0
+        self._marker_turns_found = 0
+        self.notice_role = resolve_notice_role(config.notice_role, renderer)
+        """The concrete role of klong's own messages (see `ContextConfig.notice_role`)."""
+        self._notice = Message(role=self.notice_role, content=config.notice)
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    def state(self) -> tuple[int, int, dict[int, tuple[list[Message], int]]]:
+        """The epoch state, to be restored when a view was not used (the server refused it and a smaller one is tried)."""
+        return self.epoch, self.epoch_start, dict(self._cut)
+
+    def restore(self, state: tuple[int, int, dict[int, tuple[list[Message], int]]]) -> None:
+        self.epoch, self.epoch_start, cut = state
+        self._cut = dict(cut)
 
     # -- lengths ---------------------------------------------------------------------------------------------------
     def _turn_lengths(self, turns: Sequence[Sequence[Message]]) -> list[int]:
@@ -176,19 +207,28 @@ class ContextPolicy:
         return pinned
 
     def _marker_turns(self, turns: Sequence[Sequence[Message]]) -> int:
+        """Turns up to and including the first one containing the marker (0 while absent). Incremental: turns
+        already scanned are not scanned again (the last one is, since tool results may still have been added)."""
+        if self._marker_turns_found:
+            return self._marker_turns_found
         marker = self.config.pin_marker
-        for j, turn in enumerate(turns):
-            if any(marker in (m.content or "") for m in turn):
-                return j + 1
-        return 0
+        start = max(0, self._marker_scanned - 1)
+        for j in range(start, len(turns)):
+            if any(marker in (m.content or "") for m in turns[j]):
+                self._marker_turns_found = j + 1
+                break
+        self._marker_scanned = len(turns)
+        return self._marker_turns_found
 
     # -- the view --------------------------------------------------------------------------------------------------
-    def view(self, history: Sequence[Message], *, gen_tokens: int | None = None, force_new_epoch: bool = False) -> View:
+    def view(self, history: Sequence[Message], *, gen_tokens: int | None = None, force_new_epoch: int = 0) -> View:
         """The view for the next model call, given the full history so far.
 
         `gen_tokens` (splitter only) is the length of the turn about to be generated: a window must hold it, so the
-        reserve is `max(reserve_tokens, gen_tokens)`. `force_new_epoch` starts a new epoch even if the view fits (after
-        a context-length error from the server).
+        reserve is `max(reserve_tokens, gen_tokens)`. `force_new_epoch` = k >= 1 starts a new epoch even if the view
+        fits: the runtime's k-th attempt after context-length errors from the server. Attempt 1 is an ordinary new
+        epoch; each later attempt is smaller (budget x 0.75 and overlap / 2 per attempt), so a retry never resends the
+        view the server refused. Restore `state()` after a refused view, so that only the accepted one counts.
         """
         conv = split_turns(history)
         return self.select(conv.head, conv.turns, gen_tokens=gen_tokens, force_new_epoch=force_new_epoch)
@@ -199,15 +239,18 @@ class ContextPolicy:
         turns: Sequence[Sequence[Message]],
         *,
         gen_tokens: int | None = None,
-        force_new_epoch: bool = False,
+        force_new_epoch: int = 0,
     ) -> View:
         cfg = self.config
+        force = int(force_new_epoch)
         t = len(turns)
         lengths = self._turn_lengths(turns)
         head_len = len(self.renderer.head_piece(head))
         fixed = head_len + len(self.renderer.gen_prompt)
         budget = cfg.max_context_tokens - max(cfg.reserve_tokens, gen_tokens or 0)
 
+        if force and cfg.policy in ("full", "truncate"):
+            raise ContextExhaustedError(f"the server refused the view and the {cfg.policy} policy cannot shrink it")
         if cfg.policy == "full":
             return self._make(head, turns, 0, list(range(t)), {}, 0, False, fixed + sum(lengths[:t]))
 
@@ -227,19 +270,23 @@ class ContextPolicy:
             shown = list(range(pinned)) + list(range(max(self.epoch_start, pinned), t))
             sizes = [self._cut[j][1] if j in self._cut else lengths[j] for j in shown]
             total = fixed + sum(sizes) + len(self.renderer.message_piece(self._notice))
-        if total <= budget and not force_new_epoch:
+        if total <= budget and not force:
             cut = {j: m for j, (m, _) in self._cut.items()}
             return self._make(head, turns, self.epoch, shown, cut, pinned, False, total)
-        return self._new_epoch(head, turns, lengths, pinned, fixed, budget)
+        return self._new_epoch(head, turns, lengths, pinned, fixed, budget, force)
 
-    def _new_epoch(self, head, turns, lengths, pinned, fixed, budget) -> View:
+    def _new_epoch(self, head, turns, lengths, pinned, fixed, budget, force: int = 0) -> View:
         cfg = self.config
         t = len(turns)
+        overlap = cfg.overlap
+        if force > 1:  # the server refused a new epoch already: smaller budgets, deterministically
+            budget = int(budget * 0.75 ** (force - 1))
+            overlap >>= force - 1
         base = fixed + sum(lengths[:pinned]) + len(self.renderer.message_piece(self._notice))
         if base > budget:
             raise ContextExhaustedError(f"the pinned prefix and notice ({base} tokens) leave no room in {budget}")
         room = budget - base
-        limit = min(cfg.overlap, room)
+        limit = min(overlap, room)
         start = t
         carried = 0
         while start - 1 >= pinned and carried + lengths[start - 1] <= limit:

@@ -22,6 +22,8 @@ that check, and `render_prompt` then falls back to the template's own rendering 
 
 from __future__ import annotations
 
+import array
+import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from klong.exceptions import KlongError
 from klong.schema import Message
 
 STUB_USER = "x"
+REASONING_PROBE = "klong-reasoning-probe"
 KNOWN_END_OF_TURN = (
     "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|user|>",
     "<|observation|>", "</s>", "<|end_of_text|>",
@@ -40,6 +43,11 @@ KNOWN_END_OF_TURN = (
 
 class RenderError(KlongError):
     """The chat template cannot render the conversation in the way klong needs (e.g. no generation prompt)."""
+
+
+def prompt_digest(ids: Sequence[int]) -> str:
+    """A short fingerprint of a prompt's token ids (recorded by the runtime at every call, checked by the splitter)."""
+    return hashlib.sha256(array.array("q", ids).tobytes()).hexdigest()[:16]
 
 
 def to_template_message(message: Message) -> dict[str, Any]:
@@ -122,7 +130,7 @@ def _message_key(m: Message) -> tuple:
     calls = tuple((c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ())
     ids = tuple(m.token_ids) if m.token_ids is not None else None
     return (m.role, m.content, m.reasoning_content, calls, m.tool_call_id, m.name, ids,
-            tuple(m.logprobs) if m.logprobs is not None else None)  # fmt: skip
+            tuple(m.logprobs) if m.logprobs is not None else None, m.finish_reason == "length")  # fmt: skip
 
 
 def detect_end_of_turn(tokenizer) -> tuple[str, ...]:
@@ -205,6 +213,17 @@ class ChatRenderer:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
+    def keeps_history_after(self, role: str) -> bool:
+        """Whether an assistant turn's reasoning is still rendered once a `role` message follows it. Templates that
+        drop the reasoning of turns before the last user query (Qwen3, GLM-4.5) answer False for `user`; templates
+        that render no reasoning at all answer False for every role. Templates that refuse the role also answer False."""
+        turn = Message(role="assistant", content="a", reasoning_content=REASONING_PROBE)
+        try:
+            text = self.template_text([*self._stub, turn, Message(role=role, content="klong notice")])
+        except RenderError:
+            return False
+        return REASONING_PROBE in text and "klong notice" in text
+
     # -- pieces ----------------------------------------------------------------------------------------------------
     def head_piece(self, head: Sequence[Message]) -> Piece:
         key = ("head", *map(_message_key, head))
@@ -245,11 +264,8 @@ class ChatRenderer:
             encoded = self.encode(flat)
             for k, (i, key, texts, assistant) in enumerate(todo):
                 gen_ids, rest_ids = encoded[2 * k], encoded[2 * k + 1]
-                piece = TurnPiece(
-                    header=self.gen_prompt,
-                    gen=self._gen_piece(texts[0], gen_ids, assistant),
-                    rest=Piece(texts[1], rest_ids, [0] * len(rest_ids)),
-                )
+                gen, rest = self._gen_and_rest(texts, gen_ids, rest_ids, assistant)
+                piece = TurnPiece(header=self.gen_prompt, gen=gen, rest=rest)
                 self._store(key, piece)
                 out[i] = piece
         return out  # type: ignore[return-value]
@@ -283,23 +299,32 @@ class ChatRenderer:
         rest = after[len(gen) :]
         return [gen, rest]
 
-    def _gen_piece(self, text: str, ids: list[int], assistant: Message) -> Piece:
-        if assistant.token_ids is None:
-            return Piece(text, ids, [1] * len(ids))
-        sampled = list(assistant.token_ids)
-        logprobs = list(assistant.logprobs) if assistant.logprobs is not None else None
-        mask = [1] * len(sampled)
-        # A generation cut short (max tokens) lacks the end-of-turn token the template adds: keep it, untrained.
-        for s in self.end_of_turn:
-            if text.endswith(s):
-                eot = self.encode([s])[0]
-                if sampled[-len(eot) :] != eot:
-                    sampled += eot
-                    mask += [0] * len(eot)
-                    if logprobs is not None:
-                        logprobs += [0.0] * len(eot)
-                break
-        return Piece(text, sampled, mask, logprobs)
+    def _gen_and_rest(self, texts: list[str], gen_ids: list[int], rest_ids: list[int],
+                      assistant: Message) -> tuple[Piece, Piece]:  # fmt: skip
+        """The generated piece (exactly what the model produced: the recorded ids when there are some) and the rest.
+
+        A generation cut short (`finish_reason == "length"`, or recorded ids that do not end with the end-of-turn
+        token) lacks the end-of-turn token the template closes the turn with: that token goes to the front of `rest`,
+        untrained, so that `gen` stays what was sampled and a window that ends with this turn ends where sampling
+        ended (its length is then the runtime's prompt plus at most `max_tokens`)."""
+        text, rest_text = texts
+        sampled = list(assistant.token_ids) if assistant.token_ids is not None else None
+        eot = next((s for s in self.end_of_turn if text.endswith(s)), None)
+        eot_ids = self.encode([eot])[0] if eot is not None else []
+        if sampled is None:
+            ids, logprobs = gen_ids, None
+            cut = assistant.finish_reason == "length" and bool(eot_ids) and ids[-len(eot_ids) :] == eot_ids
+            if cut:
+                ids = ids[: -len(eot_ids)]
+        else:
+            ids, logprobs = sampled, list(assistant.logprobs) if assistant.logprobs is not None else None
+            cut = bool(eot_ids) and sampled[-len(eot_ids) :] != eot_ids
+        rest = Piece(rest_text, rest_ids, [0] * len(rest_ids))
+        if cut:
+            assert eot is not None
+            text = text[: -len(eot)]
+            rest = Piece(eot + rest_text, eot_ids + rest_ids, [0] * (len(eot_ids) + len(rest_ids)))
+        return Piece(text, ids, [1] * len(ids), logprobs), rest
 
     # -- whole conversations ---------------------------------------------------------------------------------------
     def compose(self, messages: Sequence[Message], *, add_generation_prompt: bool = False) -> RenderedSequence:

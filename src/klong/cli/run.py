@@ -36,6 +36,7 @@ def run_cmd(
     max_len: Annotated[int | None, typer.Option("--max-len", help="Context window in tokens.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most tokens per model turn.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed (hf: per call; openai: sent).")] = None,
     logprobs: Annotated[bool, typer.Option("--logprobs", help="Record sampled ids and logprobs (vLLM).")] = False,
     env: Annotated[list[str] | None, typer.Option("--env", help="Host env var passed to the sandbox (repeat).")] = None,
     config: Annotated[
@@ -70,7 +71,9 @@ def run_cmd(
     task_overrides = task_list[0].config.get("klong", {}).get("agent", {}) if len(task_list) == 1 else {}
     data = merge_sources(config or [], base=deep_merge(AgentConfig().model_dump(), task_overrides))
     agent_config = load_config(AgentConfig, [], base=deep_merge(data, flags))
-    gen = {k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens}.items() if v is not None}
+    gen = {
+        k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items() if v is not None
+    }
     model_config = ModelConfig(base_url=base_url, api_key_env=api_key_env, logprobs=logprobs, **gen)
 
     out.mkdir(parents=True, exist_ok=True)

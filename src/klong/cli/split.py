@@ -4,68 +4,128 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from klong.cli.common import app, console, handle_errors
+from klong.cli.common import app, console, err_console, handle_errors
+
+# flag -> ContextConfig field
+_FIELDS = {"max_len": "max_context_tokens", "overlap": "overlap_tokens", "pin_turns": "pin_turns",
+           "pin_marker": "pin_marker", "max_prefix": "max_prefix_tokens", "reserve": "reserve_tokens",
+           "policy": "policy"}  # fmt: skip
 
 
 @app.command("split")
 @handle_errors
 def split_cmd(
     targets: Annotated[list[Path], typer.Argument(help="klong trajectory files or folders of them.")],
-    tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Hugging Face tokenizer folder (with chat template).")],
-    max_len: Annotated[int, typer.Option("--max-len", help="Window size in tokens (the model's context).")],
     out: Annotated[Path, typer.Option("--out", help="Output Parquet file, one row per window.")],
-    overlap: Annotated[
-        int | None,
-        typer.Option("--overlap", help="Tokens of recent turns carried into a new epoch (default: window/8)."),
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option("--tokenizer", help="Tokenizer folder with chat template (default: the rollouts' hf: model)."),
     ] = None,
-    pin_turns: Annotated[int, typer.Option("--pin-turns", help="Turns after the task pinned in every window.")] = 0,
+    max_len: Annotated[
+        int | None, typer.Option("--max-len", help="Window size in tokens (default: the run's context window).")
+    ] = None,
+    overlap: Annotated[
+        int | None, typer.Option("--overlap", help="Tokens of recent turns carried into a new epoch.")
+    ] = None,
+    pin_turns: Annotated[
+        int | None, typer.Option("--pin-turns", help="Turns after the task pinned in every window.")
+    ] = None,
     pin_marker: Annotated[str | None, typer.Option("--pin-marker", help="Pin turns up to one containing this.")] = None,
     max_prefix: Annotated[int | None, typer.Option("--max-prefix", help="Token budget of the pinned prefix.")] = None,
     reserve: Annotated[
-        int, typer.Option("--reserve", help="Tokens kept free for generation (runtime max_tokens).")
-    ] = 0,
-    policy: Annotated[str, typer.Option("--policy", help="epoch, truncate, sliding or full.")] = "epoch",
+        int | None, typer.Option("--reserve", help="Tokens kept free for generation (the run's max_tokens).")
+    ] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="epoch, truncate, sliding or full.")] = None,
     chat_template: Annotated[Path | None, typer.Option("--chat-template", help="A .jinja template to use.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
 ) -> None:
-    """Split trajectories into training windows with the same ContextPolicy the runtime uses."""
-    from pydantic import ValidationError
+    """Split trajectories into training windows with the same ContextPolicy the runtime used.
 
-    from klong.chat.context import ContextConfig
+    Every context setting comes from what the run recorded in each trajectory (`meta.context`) unless given here; with
+    the recorded settings each window is checked against the prompts the model was given. Imported trajectories
+    (no recorded settings) need --max-len."""
     from klong.data.split import SampleWriter, SplitStats, split_trajectory
     from klong.data.stats import trajectory_files
     from klong.exceptions import ConfigError
-    from klong.io import format_validation_error
     from klong.models.tokenizer import load_tokenizer
     from klong.schema import read_trajectory
 
-    try:
-        config = ContextConfig(policy=policy, max_context_tokens=max_len, overlap_tokens=overlap, pin_turns=pin_turns,
-                               pin_marker=pin_marker, max_prefix_tokens=max_prefix, reserve_tokens=reserve)  # fmt: skip
-    except ValidationError as e:
-        raise ConfigError(f"invalid split settings: {format_validation_error(e)}") from None
-    tok = load_tokenizer(tokenizer, chat_template)
+    flags = {"max_len": max_len, "overlap": overlap, "pin_turns": pin_turns, "pin_marker": pin_marker,
+             "max_prefix": max_prefix, "reserve": reserve, "policy": policy}  # fmt: skip
+    given = {_FIELDS[flag]: value for flag, value in flags.items() if value is not None}
     files = [f for target in targets for f in trajectory_files(target)]
+    trajectories = [(f, read_trajectory(f)) for f in files]
+    tok = load_tokenizer(_tokenizer_dir(tokenizer, trajectories), chat_template)
+    if given and any(t.meta.get("context") is not None for _, t in trajectories):
+        settings = ", ".join(f"{k}={v}" for k, v in given.items())
+        err_console.print(f"note: {settings} override the settings the runs recorded; these windows are not checked "
+                          "against the prompts the model was given", highlight=False)  # fmt: skip
     stats = SplitStats()
-    writer = SampleWriter(out, policy)
-    for path in files:
-        result = split_trajectory(read_trajectory(path), tok, config)
-        writer.write(result.samples)
-        stats.add(result)
+    policies: set[str] = set()
+    writer = SampleWriter(out, given.get("policy", "epoch"))
+    try:
+        for path, traj in trajectories:
+            config = _context(path, traj, given)
+            result = split_trajectory(traj, tok, config, check=None if given else True)
+            writer.write(result.samples, config.policy)
+            policies.add(config.policy)
+            stats.add(result)
+        if stats.windows == 0:
+            raise ConfigError(
+                f"no training windows from {len(files)} trajectories (no assistant turn fits the window?); "
+                f"{out} was not written"
+            )
+    except BaseException:
+        writer.abort()
+        raise
     writer.close()
     summary = stats.as_dict()
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"split ({policy}, window {max_len}) -> {out}")
+    table = Table(title=f"split ({', '.join(sorted(policies))}) -> {out}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("trajectories", "turns", "windows", "tokens", "trained_tokens", "assistant_tokens", "dropped_turns"):
+    for key in ("trajectories", "turns", "windows", "tokens", "trained_tokens", "assistant_tokens", "dropped_turns",
+                "checked_calls"):  # fmt: skip
         table.add_row(key.replace("_", " "), str(summary[key]))
     table.add_row("duplication (tokens / unique)", f"{stats.duplication:.3f}")
     console.print(table)
+
+
+def _context(path: Path, traj, given: dict[str, Any]):
+    """The recorded settings with the given ones on top; imported trajectories need at least --max-len."""
+    from pydantic import ValidationError
+
+    from klong.chat.context import ContextConfig
+    from klong.exceptions import ConfigError
+    from klong.io import format_validation_error
+
+    recorded = traj.meta.get("context")
+    if recorded is None and "max_context_tokens" not in given:
+        raise ConfigError(f"{path}: the trajectory records no context settings (not a klong rollout): pass --max-len")
+    try:
+        return ContextConfig.model_validate({**(recorded or {}), **given})
+    except ValidationError as e:
+        raise ConfigError(f"{path}: invalid split settings: {format_validation_error(e)}") from None
+
+
+def _tokenizer_dir(tokenizer: Path | None, trajectories) -> Path:
+    """--tokenizer, else the folder of the `hf:` model that produced the rollouts (one for all of them)."""
+    from klong.exceptions import ConfigError
+
+    if tokenizer is not None:
+        return tokenizer
+    models = {t.model for _, t in trajectories}
+    folders = {Path(m.removeprefix("hf:")) for m in models if m and m.startswith("hf:")}
+    if len(folders) == 1 and len(models) == 1 and next(iter(folders)).is_dir():
+        return next(iter(folders))
+    raise ConfigError(
+        f"--tokenizer is needed: the trajectories come from {', '.join(sorted(map(str, models)))} (not from one "
+        "local hf: model folder)"
+    )

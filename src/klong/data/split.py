@@ -6,6 +6,11 @@ on every assistant turn generated during the epoch (overlap turns carried in fro
 reading after epoch 0, are context only). Hence every sample fits the window, every assistant turn is trained exactly
 once, and each sample is, token for token, the prompt of each call of its epoch followed by what was generated.
 
+The context settings are the ones the runtime recorded (`trajectory.meta["context"]`) unless the caller gives others.
+Where the runtime recorded what each call's prompt was (`meta["context"]` of every assistant message: epoch, prompt
+length and fingerprint), every window is checked against it: a window whose prompt for some call differs from what the
+model was given is an error naming the trajectory and the turn (`ViewMismatchError`), never a silently different sample.
+
 With a template that rewrites earlier turns (not prefix-stable) an epoch's calls are rendered one by one through the
 template itself and merged while each prompt extends the previous sample; otherwise a new sample starts.
 """
@@ -18,10 +23,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from klong.chat.context import ContextConfig, ContextExhaustedError, ContextPolicy, View
-from klong.chat.render import ChatRenderer, Piece, RenderedSequence, TurnPiece
+from klong.chat.render import ChatRenderer, Piece, RenderedSequence, TurnPiece, prompt_digest
 from klong.chat.turns import split_turns
-from klong.schema import Trajectory
+from klong.exceptions import ConfigError, KlongError
+from klong.schema import Message, Sampling, Trajectory
+
+
+class ViewMismatchError(KlongError):
+    """A training window is not what the runtime gave the model at some call (the one-context-view invariant broke)."""
+
+
+def recorded_context(traj: Trajectory) -> ContextConfig:
+    """The context settings the runtime ran `traj` with (`meta["context"]`); `ConfigError` when it recorded none."""
+    data = traj.meta.get("context")
+    if data is None:
+        raise ConfigError(
+            f"trajectory {traj.id} records no context settings (not a klong rollout): give the window size and the "
+            "other context settings explicitly"
+        )
+    try:
+        return ContextConfig.model_validate(data)
+    except ValidationError as e:
+        from klong.io import format_validation_error
+
+        raise ConfigError(f"trajectory {traj.id}: meta.context: {format_validation_error(e)}") from None
 
 
 @dataclass
@@ -36,7 +64,11 @@ class Sample:
     last_turn: int
     logprobs: list[float] | None = None
     """Sampling logprobs aligned with `input_ids` (0 where unknown or untrained); present when the turns recorded them."""
+    sampling: Sampling | None = None
+    """How the trained turns were sampled (what `logprobs` mean); one setting per window."""
     exact_template: bool = True
+    checked: bool = False
+    """Every call of this window was checked against the prompt fingerprint the runtime recorded."""
 
     @property
     def num_tokens(self) -> int:
@@ -45,6 +77,10 @@ class Sample:
     @property
     def num_trained(self) -> int:
         return sum(self.loss_mask)
+
+    @property
+    def logprobs_temperature(self) -> float | None:
+        return self.sampling.logprobs_temperature if self.sampling is not None else None
 
 
 @dataclass
@@ -58,6 +94,8 @@ class SplitResult:
     """Generated tokens of all assistant turns (what `epoch` trains exactly once)."""
     dropped_turns: list[int] = field(default_factory=list)
     """Turns no window could train (`truncate` after the window fills; a single generation longer than the window)."""
+    checked_calls: int = 0
+    """Calls whose prompt was checked against the runtime's record."""
 
 
 def _turn_ranges(group: Sequence[tuple[int, View]]) -> tuple[int, int]:
@@ -73,7 +111,9 @@ class _Builder:
     def piece_for(self, part) -> TurnPiece:
         return self.renderer.turn_piece(part.messages) if part.cut else self.pieces[part.turn]
 
-    def prompt(self, view: View, trained: set[int]) -> RenderedSequence:
+    def prompt(self, view: View, trained: set[int], starts: dict[int, int] | None = None) -> RenderedSequence:
+        """The view's prompt; `starts` receives, for each trained turn shown, where its generated tokens begin (the
+        prompt of the call that generated it is the sequence up to there)."""
         seq = RenderedSequence()
         for part in view.parts:
             if part.kind == "head":
@@ -83,24 +123,30 @@ class _Builder:
             else:
                 piece = self.piece_for(part)
                 seq.extend(piece.header, trained=False)
+                if starts is not None and part.turn in trained:
+                    starts[part.turn] = len(seq)
                 seq.extend(piece.gen, trained=part.turn in trained and not part.cut)
                 seq.extend(piece.rest, trained=False)
         seq.extend(self.renderer.gen_prompt, trained=False)
         return seq
 
-    def composed_sample(self, group: Sequence[tuple[int, View]]) -> RenderedSequence | None:
-        """The epoch's sample from pieces; None when the template's own text of the last view differs."""
+    def composed_sample(self, group: Sequence[tuple[int, View]]) -> tuple[RenderedSequence, dict[int, int]] | None:
+        """The epoch's sample from pieces and where each call's prompt ends; None when the template's own text of the
+        last view differs."""
         trained = {t for t, _ in group}
         last_t, last_view = group[-1]
-        seq = self.prompt(last_view, trained)
+        starts: dict[int, int] = {}
+        seq = self.prompt(last_view, trained, starts)
         if seq.text != self.renderer.template_text(last_view.messages, add_generation_prompt=True):
             return None
+        starts[last_t] = len(seq)
         seq.extend(self.pieces[last_t].gen)
-        return seq
+        return seq, starts
 
-    def exact_samples(self, group: Sequence[tuple[int, View]]) -> list[tuple[RenderedSequence, int, int]]:
-        out: list[tuple[RenderedSequence, int, int]] = []
+    def exact_samples(self, group: Sequence[tuple[int, View]]) -> list[tuple[RenderedSequence, int, int, dict]]:
+        out: list[tuple[RenderedSequence, int, int, dict]] = []
         current: RenderedSequence | None = None
+        starts: dict[int, int] = {}
         first = last = 0
         for t, view in group:
             prompt = self.renderer.render_prompt(view.messages)
@@ -114,23 +160,70 @@ class _Builder:
                 current.text = prompt.text
             else:
                 if current is not None:
-                    out.append((current, first, last))
-                current, first = prompt, t
+                    out.append((current, first, last, starts))
+                current, first, starts = prompt, t, {}
+            starts[t] = len(current)
             current.extend(gen)
             last = t
         if current is not None:
-            out.append((current, first, last))
+            out.append((current, first, last, starts))
         return out
+
+
+def _recorded_view(turn: Sequence[Message]) -> dict[str, Any]:
+    return (turn[0].meta or {}).get("context") or {}
+
+
+def _check_calls(traj: Trajectory, turns, seq: RenderedSequence, starts: dict[int, int], epoch: int) -> int:
+    """Compare each call's prompt (the window up to where the call's generation starts) with the runtime's record."""
+    checked = 0
+    for t, end in sorted(starts.items()):
+        record = _recorded_view(turns[t])
+        if "epoch" in record and record["epoch"] != epoch:
+            raise ViewMismatchError(
+                f"trajectory {traj.id}, turn {t}: the runtime was in context epoch {record['epoch']}, the replay in "
+                f"{epoch} (different context settings than the run's, or a bug: please report it)"
+            )
+        sha = record.get("prompt_sha")
+        if sha is None:
+            continue
+        ids = seq.input_ids[:end]
+        if prompt_digest(ids) != sha:
+            raise ViewMismatchError(
+                f"trajectory {traj.id}, turn {t}: the window's prompt ({len(ids)} tokens) is not the one the model was "
+                f"given ({record.get('prompt_tokens')} tokens, fingerprint {sha}); the tokenizer or chat template "
+                "differs from the run's, or the context settings do"
+            )
+        checked += 1
+    return checked
+
+
+def _window_sampling(traj: Trajectory, turns, first: int, last: int) -> Sampling | None:
+    found = {turns[t][0].sampling for t in range(first, last + 1) if turns[t][0].logprobs is not None}
+    found.discard(None)
+    if len(found) > 1:
+        raise ConfigError(f"trajectory {traj.id}: turns {first}-{last} were sampled with different settings: {found}")
+    return found.pop() if found else None
 
 
 def split_trajectory(
     traj: Trajectory,
     tokenizer,
-    config: ContextConfig,
+    config: ContextConfig | None = None,
     *,
     template_kwargs: dict[str, Any] | None = None,
     end_of_turn: Sequence[str] | None = None,
+    check: bool | None = None,
 ) -> SplitResult:
+    """Windows of `traj` under `config` (default: the settings the runtime recorded). With `check`, every call the
+    runtime recorded a prompt fingerprint for is checked against its window (`ViewMismatchError` on a difference).
+    By default the check runs when the windows are meant to be the run's views: `config` is None or equals the
+    recorded settings; other settings (an ablation, a baseline policy) are not checked."""
+    if config is None:
+        config = recorded_context(traj)
+        check = True if check is None else check
+    elif check is None:
+        check = traj.meta.get("context") is not None and config.model_dump() == traj.meta["context"]
     conv = split_turns(traj.messages)
     system = conv.head[0] if conv.head and conv.head[0].role == "system" else None
     renderer = ChatRenderer(tokenizer, traj.tools, system, end_of_turn=end_of_turn, template_kwargs=template_kwargs)
@@ -141,10 +234,13 @@ def split_trajectory(
     groups: list[list[tuple[int, View]]] = []
     dropped: list[int] = []
     for t in range(len(conv.turns)):
-        # a new epoch the runtime forced after a context-length error from its server is replayed as such
-        forced = bool(((conv.turns[t][0].meta or {}).get("context") or {}).get("forced"))
+        # a new epoch the runtime forced after context-length errors from its server is replayed as such
+        forced = int(_recorded_view(conv.turns[t]).get("forced") or 0)
+        # Replaying a run (check): its budget exactly, the window minus the reserve it kept for the answer, whatever
+        # the answer's length. Other settings: windows must hold each answer, so the reserve is at least its length.
+        gen_tokens = None if check else len(pieces[t].gen)
         try:
-            view = policy.select(conv.head, conv.turns[:t], gen_tokens=len(pieces[t].gen), force_new_epoch=forced)
+            view = policy.select(conv.head, conv.turns[:t], gen_tokens=gen_tokens, force_new_epoch=forced)
         except ContextExhaustedError:
             if config.policy == "truncate":
                 dropped.extend(range(t, len(conv.turns)))
@@ -156,11 +252,17 @@ def split_trajectory(
         groups[-1].append((t, view))
 
     samples: list[Sample] = []
+    checked_calls = 0
     for group in groups:
         epoch = group[0][1].epoch
         composed = builder.composed_sample(group)
-        built = [(composed, *_turn_ranges(group))] if composed is not None else builder.exact_samples(group)
-        for seq, first, last in built:
+        if composed is not None:
+            built = [(composed[0], *_turn_ranges(group), composed[1])]
+        else:
+            built = builder.exact_samples(group)
+        for seq, first, last, starts in built:
+            checks = _check_calls(traj, conv.turns, seq, starts, epoch) if check else 0
+            checked_calls += checks
             samples.append(
                 Sample(
                     trajectory_id=traj.id,
@@ -171,7 +273,9 @@ def split_trajectory(
                     first_turn=first,
                     last_turn=last,
                     logprobs=seq.logprobs,
+                    sampling=_window_sampling(traj, conv.turns, first, last),
                     exact_template=seq.exact_template and composed is not None,
+                    checked=check and checks == len(starts),
                 )
             )
     unique = len(builder.head_piece) + sum(len(p) for p in pieces)
@@ -182,6 +286,7 @@ def split_trajectory(
         unique_tokens=unique,
         assistant_tokens=sum(sum(p.gen.mask) for p in pieces),
         dropped_turns=dropped,
+        checked_calls=checked_calls,
     )
 
 
@@ -195,6 +300,7 @@ class SplitStats:
     assistant_tokens: int = 0
     turns: int = 0
     dropped_turns: int = 0
+    checked_calls: int = 0
 
     def add(self, result: SplitResult) -> None:
         self.trajectories += 1
@@ -205,6 +311,7 @@ class SplitStats:
         self.assistant_tokens += result.assistant_tokens
         self.turns += result.turns
         self.dropped_turns += len(result.dropped_turns)
+        self.checked_calls += result.checked_calls
 
     @property
     def duplication(self) -> float:
@@ -230,6 +337,8 @@ def samples_table(samples: Iterable[Sample], policy: str):
         "num_tokens": pa.array([s.num_tokens for s in samples], type=pa.int32()),
         "num_trained": pa.array([s.num_trained for s in samples], type=pa.int32()),
         "exact_template": pa.array([s.exact_template for s in samples], type=pa.bool_()),
+        "checked": pa.array([s.checked for s in samples], type=pa.bool_()),
+        "logprobs_temperature": pa.array([s.logprobs_temperature for s in samples], type=pa.float32()),
         "policy": pa.array([policy] * len(samples), type=pa.string()),
         "logprobs": pa.array([s.logprobs for s in samples], type=pa.list_(pa.float32())),
     }
@@ -248,13 +357,19 @@ class SampleWriter:
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
         self._writer = pq.ParquetWriter(self._tmp, samples_table([], policy).schema)
 
-    def write(self, samples: Sequence[Sample]) -> None:
+    def write(self, samples: Sequence[Sample], policy: str | None = None) -> None:
+        """Append samples (made with `policy`, default the writer's)."""
         if samples:
-            self._writer.write_table(samples_table(samples, self.policy))
+            self._writer.write_table(samples_table(samples, policy or self.policy))
 
     def close(self) -> None:
         self._writer.close()
         os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop what was written; an existing file at `path` stays as it was."""
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def read_samples(path: str | Path) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 from klong.chat.parsing import ToolFormat
@@ -26,6 +28,10 @@ class ModelConfig(BaseModel):
     request_timeout: float = 600.0
     logprobs: bool = False
     """Ask an OpenAI-compatible server for sampled token ids and logprobs (vLLM: `return_tokens_as_token_ids`)."""
+    logprobs_mode: Literal["raw", "processed"] = "raw"
+    """What the server's logprobs are: `raw` (the model's distribution before temperature; vLLM's default) or
+    `processed` (the distribution sampled from; vLLM `--logprobs-mode processed_logprobs`). Recorded with every turn
+    (`Message.sampling`) so that RL computes the matching quantity. `hf` always records processed logprobs."""
     device: str | None = None
     """`hf`: torch device (default: cuda if available, else cpu)."""
     dtype: str = "auto"

@@ -1,9 +1,11 @@
 """`hf:PATH`: a local Hugging Face causal LM, in process.
 
 The prompt is `ChatRenderer.render_prompt` of the view: the same token sequence the splitter later trains on (earlier
-turns keep the ids they were sampled as). Generation stops at the template's end-of-turn tokens; the sampled ids and
-their logprobs under the sampling distribution (temperature applied) are recorded; the text is parsed into content,
-reasoning and tool calls (`klong.chat.parsing`). Weights are loaded once per path and shared by concurrent episodes;
+turns keep the ids they were sampled as); its length and fingerprint are reported in the reply's `meta["prompt"]`.
+Sampling goes through `klong.models.sampler.Sampler`: an explicit configuration (temperature, top-p, nothing else; the
+checkpoint's `generation_config.json`, e.g. a repetition penalty, is not applied), and the recorded logprobs are those
+of the distribution each token was drawn from (`Message.sampling` says so). Generation stops at the template's
+end-of-turn tokens; the text is parsed into content, reasoning and tool calls (`klong.chat.parsing`). Weights are loaded once per path and shared by concurrent episodes;
 generation runs in a worker thread, one at a time.
 """
 
@@ -17,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from klong.chat.parsing import parse_reply
-from klong.chat.render import ChatRenderer
+from klong.chat.render import ChatRenderer, prompt_digest
 from klong.exceptions import ContextLengthError, InputFileError
 from klong.models.config import ModelConfig
+from klong.models.sampler import Sampler
 from klong.schema import Message, ToolCall, ToolFunction, Usage
 
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -56,6 +59,7 @@ class HFModel:
         self._lock = threading.Lock()
         self._renderers: dict[Any, ChatRenderer] = {}
         self.calls = 0
+        self._checked = False
 
     @classmethod
     def from_loaded(cls, model, tokenizer, config: ModelConfig | None = None, name: str = "hf:policy") -> HFModel:
@@ -68,6 +72,7 @@ class HFModel:
         self._lock = threading.Lock()
         self._renderers = {}
         self.calls = 0
+        self._checked = False
         return self
 
     def renderer(self, tools: Sequence[dict[str, Any]] | None, system: Message | None) -> ChatRenderer:
@@ -96,37 +101,29 @@ class HFModel:
         )
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([prompt], device=device)
-        do_sample = c.temperature > 0
-        gen_kwargs: dict[str, Any] = {"max_new_tokens": c.max_tokens, "do_sample": do_sample,
-                                      "eos_token_id": stop_ids or None, "pad_token_id": stop_ids[0] if stop_ids else 0,
-                                      "output_logits": True, "return_dict_in_generate": True}  # fmt: skip
-        if do_sample:
-            gen_kwargs.update(temperature=c.temperature, top_p=c.top_p, top_k=0)
+        sampler = Sampler(c.temperature, c.top_p)
         with self._lock, torch.no_grad():
             if c.seed is not None:
                 torch.manual_seed(c.seed + self.calls)
             was_training = self.model.training
             self.model.eval()
-            out = self.model.generate(
-                input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True, **gen_kwargs
-            )
-            self.model.train(was_training)
+            try:
+                new_ids = sampler.generate(self.model, input_ids, max_new_tokens=c.max_tokens, stop_ids=stop_ids,
+                                           check=not self._checked)  # fmt: skip
+            finally:
+                self.model.train(was_training)
+            self._checked = True
             self.calls += 1
-        new_ids = out.sequences[0, len(prompt) :].tolist()
-        if stop_ids and any(i in stop_ids for i in new_ids):
-            new_ids = new_ids[: next(k for k, i in enumerate(new_ids) if i in stop_ids) + 1]
-        temperature = c.temperature if do_sample else 1.0
-        logprobs = [
-            float(torch.log_softmax(out.logits[k][0].float() / temperature, dim=-1)[tok])
-            for k, tok in enumerate(new_ids)
-        ]
+        logprobs = sampler.logprobs[: len(new_ids)]
         finished = bool(new_ids) and new_ids[-1] in stop_ids
         text = self.tokenizer.decode(new_ids[:-1] if finished else new_ids, skip_special_tokens=False)
         parsed = parse_reply(text, c.tool_format)
         calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", function=ToolFunction(name=p.name, arguments=p.arguments))
                  for p in parsed.calls]  # fmt: skip
-        meta = {"parse_errors": parsed.errors} if parsed.errors else None
+        meta: dict[str, Any] = {"prompt": {"tokens": len(prompt), "sha": prompt_digest(prompt)}}
+        if parsed.errors:
+            meta["parse_errors"] = parsed.errors
         return Message(role="assistant", content=parsed.content, reasoning_content=parsed.reasoning,
-                       tool_calls=calls or None, token_ids=new_ids, logprobs=logprobs,
+                       tool_calls=calls or None, token_ids=new_ids, logprobs=logprobs, sampling=sampler.record,
                        usage=Usage(prompt_tokens=len(prompt), completion_tokens=len(new_ids)),
                        finish_reason=("tool_calls" if calls else "stop") if finished else "length", meta=meta)  # fmt: skip

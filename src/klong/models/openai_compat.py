@@ -4,7 +4,8 @@ Transient failures (429, 5xx, timeouts, dropped connections) are retried with ex
 (`max_retries`); when retries run out, `ModelError` ends the episode. A refusal because the prompt is too long becomes
 `ContextLengthError`, on which the runtime starts a new context epoch. Native tool calls are used; a server that
 returns tool calls as text (no tool parser configured) is parsed with `klong.chat.parsing`. With `logprobs`, the
-sampled token ids and logprobs are recorded (vLLM's `return_tokens_as_token_ids`), so RL trains on what was sampled.
+sampled token ids and logprobs are recorded (vLLM's `return_tokens_as_token_ids`), so RL trains on what was sampled;
+`logprobs_mode` says whether the server's logprobs are raw or processed, and is recorded in `Message.sampling`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from klong.chat.parsing import parse_reply
 from klong.exceptions import ContextLengthError, ModelError
 from klong.models.config import ModelConfig
-from klong.schema import Message, ToolCall, ToolFunction, Usage
+from klong.schema import Message, Sampling, ToolCall, ToolFunction, Usage
 
 _CONTEXT_PHRASES = ("context length", "context_length", "maximum context", "too many tokens", "prompt is too long",
                     "input is too long", "reduce the length")  # fmt: skip
@@ -99,6 +100,10 @@ class OpenAIModel:
                 calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", function=ToolFunction(name=p.name, arguments=p.arguments))
                          for p in parsed.calls]  # fmt: skip
         token_ids, logprobs = _sampled(choice)
+        sampling = None
+        if logprobs is not None:
+            c = self.config
+            sampling = Sampling(temperature=c.temperature, top_p=c.top_p, logprobs=c.logprobs_mode)
         usage = None
         if response.usage is not None:
             details = getattr(response.usage, "prompt_tokens_details", None)
@@ -106,7 +111,8 @@ class OpenAIModel:
                           completion_tokens=response.usage.completion_tokens or 0,
                           cached_tokens=getattr(details, "cached_tokens", None) if details else None)  # fmt: skip
         return Message(role="assistant", content=content, reasoning_content=reasoning, tool_calls=calls or None,
-                       usage=usage, finish_reason=choice.finish_reason, token_ids=token_ids, logprobs=logprobs)  # fmt: skip
+                       usage=usage, finish_reason=choice.finish_reason, token_ids=token_ids, logprobs=logprobs,
+                       sampling=sampling)  # fmt: skip
 
 
 def _sampled(choice) -> tuple[list[int] | None, list[float] | None]:
