@@ -32,6 +32,12 @@ class StopReason(StrEnum):
     UNKNOWN = "unknown"
     """Imported from a source that does not say why it ended."""
 
+    @property
+    def is_infrastructure(self) -> bool:
+        """The episode ended because the harness, the endpoint or the sandbox failed, not by anything the model did:
+        its submission says nothing about the model (RL re-runs or leaves out such rollouts, never trains on them)."""
+        return self in (StopReason.MODEL_ERROR, StopReason.SANDBOX_ERROR, StopReason.INTERRUPTED, StopReason.ERROR)
+
 
 class KlongError(Exception):
     """Base of every error klong raises deliberately. `str(err)` is a complete, user-facing message."""

@@ -47,6 +47,9 @@ def test_two_stages_end_to_end(tmp_path, tiny_model_dir):
     assert [r["stage"] for r in records] == [0, 1] and [r["timeout"] for r in records] == [100, 200]
     for r in records:
         assert r["rollouts"] == 4 and r["reward_mean"] == 0.5 and r["reward_std"] == 0.5
+        # on-policy first step: the trainer's log-probabilities are the recorded sampling ones
+        assert r["first_step_ratio_dev_max"] < 1e-4 and r["first_step_clip_fraction"] == 0.0
+        assert r["infra_failures"] == 0
         assert r["timeout_share"] == 1.0 and r["windows"] >= 4  # every rollout hit the stage's limit, was graded, used
         for key in (
             "kl",
@@ -91,3 +94,54 @@ def test_resume_after_a_kill_continues_from_the_last_finished_iteration(tmp_path
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in lines] == [1, 2, 3]
     assert json.loads((out / "state.json").read_text())["done"] == 3
+
+
+@pytest.mark.parametrize("mode", ["rerun", "drop"])
+def test_infrastructure_failures_are_never_trained(tmp_path, tiny_model_dir, qwen_tokenizer, mode):
+    """The policy is served over HTTP (a real OpenAI-compatible server on 127.0.0.1 answering with token ids and
+    logprobs); its first answer is a 500 with no SDK retry left, so one rollout ends with `model_error`. That rollout
+    is never graded nor trained: re-run (and its failed attempt kept) or left out of its group, and counted."""
+    from klong.models.fake_openai import FakeOpenAIServer
+    from klong.schema import StopReason
+
+    end = qwen_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    answered = []
+
+    def respond(body):
+        answered.append(body)
+        if len(answered) == 1:
+            return {"status": 500, "message": "the inference server lost a GPU"}
+        text = f"thinking about step {len(answered)}"
+        ids = qwen_tokenizer.encode(text) + [end]
+        return {"content": text, "token_ids": ids, "logprobs": [-0.7] * len(ids)}
+
+    out = tmp_path / "rl"
+    with FakeOpenAIServer(respond) as server:
+        cfg = settings(tmp_path, tiny_model_dir, out) + [
+            "rollout_backend=openai", f"generation.base_url={server.base_url}", "generation.max_retries=0",
+            "concurrency=1", f"infra_failures={mode}", "stages=[{timeout: 100, iterations: 1}]",
+        ]  # fmt: skip
+        records = run_rl(load_config(RLConfig, cfg), progress=False)
+    record = records[0]
+    assert record["infra_failures"] == 1
+    it = out / "stages" / "s0" / "it0"
+    grades = sorted(p.stem for p in (it / "grades").glob("*.json"))
+    trajectories = [read_trajectory(p) for p in (it / "rollouts" / "trajectories").glob("*.json")]
+    if mode == "rerun":
+        assert record["reruns"] == 1 and record["left_out"] == 0 and record["rollouts"] == 4 and len(grades) == 4
+        (failed,) = (it / "rollouts" / "failed").iterdir()
+        assert read_trajectory(failed / "trajectory.json").stop_reason is StopReason.MODEL_ERROR
+        assert all(not t.stop_reason.is_infrastructure for t in trajectories)
+    else:
+        assert record["reruns"] == 0 and record["left_out"] == 1 and record["rollouts"] == 3 and len(grades) == 3
+        bad = [t for t in trajectories if t.stop_reason.is_infrastructure]
+        assert len(bad) == 1 and bad[0].id not in grades
+    # exactly the graded rollouts' windows are trained
+    from klong.data.split import split_trajectory
+
+    graded = [t for t in trajectories if t.id in grades]
+    assert record["windows"] == sum(
+        s.num_trained > 0 for t in graded for s in split_trajectory(t, qwen_tokenizer).samples
+    )
+    assert all(m.sampling.logprobs == "raw" for t in trajectories for m in t.messages if m.role == "assistant"
+               and m.logprobs is not None)  # fmt: skip

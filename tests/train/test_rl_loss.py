@@ -48,3 +48,63 @@ def test_clipping_on_both_sides_kl_and_window_averaging():
     # unclipped: d/dlogp of -(r A) = -r A
     assert float(new.grad[1]) == pytest.approx(w[1] * -0.5 * 1.0 + grad_kl_only[1])
     assert float(new.grad[4]) == pytest.approx(w[4] * -1.0 * 2.0 + grad_kl_only[4])
+
+
+def test_normalisations_weigh_tokens_as_named():
+    from klong.train.rl_loss import token_weights
+
+    trained = [2, 3]  # two windows (n x K = 2) with 2 and 3 trained tokens
+    assert token_weights(trained, "paper") == pytest.approx([1 / 2, 1 / 2])  # sum per window, / nK
+    assert token_weights(trained, "window_mean") == pytest.approx([1 / 4, 1 / 6])  # mean per window, / nK
+    assert token_weights(trained, "token_mean") == pytest.approx([1 / 5, 1 / 5])  # every token alike
+    assert token_weights(trained, "constant", constant=10) == pytest.approx([1 / 20, 1 / 20])  # / (nK C)
+    with pytest.raises(ValueError, match="unknown loss normalisation"):
+        token_weights(trained, "mean")
+    # the paper's loss on two windows, by hand: 1/(nK) sum_w sum_t (-A_w) at ratio 1, beta 0
+    logp = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    adv = torch.tensor([1.0, 1.0, -2.0, -2.0, -2.0], dtype=torch.float64)
+    w = torch.tensor([1 / 2] * 5, dtype=torch.float64)
+    loss, _ = ppo_kl_loss(logp, logp.detach(), logp.detach(), adv, w, beta=0.0)
+    assert float(loss) == pytest.approx(-(1 / 2) * (1 + 1) - (1 / 2) * (-2 - 2 - 2))
+
+
+def test_kl_estimators_values_and_gradients():
+    from klong.train.rl_loss import kl_penalty
+
+    d = [0.5, -0.3, 0.0, 1.2]  # logp - logp_ref
+    logp = torch.tensor(d, dtype=torch.float64, requires_grad=True)
+    ref = torch.zeros(4, dtype=torch.float64)
+    expected = {"k1": d, "k2": [x * x / 2 for x in d], "k3": [math.exp(-x) + x - 1 for x in d]}
+    # d/dlogp of each: k1 -> 1 (zero in expectation under the policy), k2 -> d (the gradient of KL(policy||ref)),
+    # k3 -> 1 - exp(-d) (the gradient of KL(ref||policy))
+    grads = {"k1": [1.0] * 4, "k2": d, "k3": [1 - math.exp(-x) for x in d]}
+    for name in ("k1", "k2", "k3"):
+        logp.grad = None
+        value = kl_penalty(logp, ref, name)
+        assert value.tolist() == pytest.approx(expected[name])
+        value.sum().backward()
+        assert logp.grad.tolist() == pytest.approx(grads[name])
+    assert all(x >= 0 for x in expected["k3"])
+    with pytest.raises(ValueError, match="unknown KL estimator"):
+        kl_penalty(logp, ref, "k4")
+
+
+def test_k3_is_unbiased_for_kl_policy_ref_and_its_gradient_is_that_of_kl_ref_policy():
+    """Exact expectations over a 3-token distribution (no sampling noise)."""
+    from klong.train.rl_loss import kl_penalty
+
+    theta = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64, requires_grad=True)
+    ref = torch.log_softmax(torch.tensor([0.0, 0.4, -0.1], dtype=torch.float64), 0)
+    logp = torch.log_softmax(theta, 0)
+    p = logp.exp().detach()
+    kl_pr = (p * (logp.detach() - ref)).sum()
+    assert float((p * kl_penalty(logp.detach(), ref, "k3")).sum()) == pytest.approx(float(kl_pr))
+    assert float((p * kl_penalty(logp.detach(), ref, "k1")).sum()) == pytest.approx(float(kl_pr))
+    # surrogate gradient: E_{a~p}[grad k(a)] with the samples' distribution held fixed
+    for name, target in (
+        ("k3", lambda lp: (ref.exp() * (ref - lp)).sum()),
+        ("k2", lambda lp: (lp.exp() * (lp - ref)).sum()),
+    ):
+        g_est = torch.autograd.grad((p * kl_penalty(torch.log_softmax(theta, 0), ref, name)).sum(), theta)[0]
+        g_true = torch.autograd.grad(target(torch.log_softmax(theta, 0)), theta)[0]
+        assert torch.allclose(g_est, g_true, atol=1e-12), name

@@ -8,6 +8,8 @@ process) is continued with `resume`, otherwise reported.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +22,7 @@ from klong.agent.loop import Episode, OnUpdate
 from klong.agent.tools import submission_files
 from klong.agent.workspace import Workspace
 from klong.exceptions import KlongError, StopReason
-from klong.io import append_jsonl, iter_jsonl
+from klong.io import append_jsonl, atomic_write_text, iter_jsonl
 from klong.protocols import Model
 from klong.sandbox import make_sandbox
 from klong.schema import Trajectory, read_trajectory
@@ -65,6 +67,28 @@ def summarize(traj: Trajectory, attempt: int, out_dir: Path, workspace: Path) ->
         trajectory=str((out_dir / "trajectories" / f"{traj.id}.json").relative_to(out_dir)),
         workspace=str(workspace.relative_to(out_dir)),
     )  # fmt: skip
+
+
+def archive_run(out_dir: str | Path, run_id: str) -> Path:
+    """Move a finished run out of the way so that the next `run_rollouts` runs it again: its trajectory and workspace
+    go to `failed/<run_id>.<k>/` (kept for inspection) and its summary line is dropped. Returns the archive folder."""
+    out_dir = Path(out_dir)
+    k = 0
+    while (out_dir / "failed" / f"{run_id}.{k}").exists():
+        k += 1
+    dest = out_dir / "failed" / f"{run_id}.{k}"
+    dest.mkdir(parents=True)
+    traj = out_dir / "trajectories" / f"{run_id}.json"
+    if traj.exists():
+        os.replace(traj, dest / "trajectory.json")
+    workspace = out_dir / "workspaces" / run_id
+    if workspace.exists():
+        os.replace(workspace, dest / "workspace")
+    summaries = out_dir / "summaries.jsonl"
+    if summaries.exists():
+        kept = [json.dumps(obj) + "\n" for _, obj in iter_jsonl(summaries) if obj.get("run_id") != run_id]
+        atomic_write_text(summaries, "".join(kept))
+    return dest
 
 
 def read_summaries(out_dir: str | Path) -> list[RunSummary]:
@@ -133,4 +157,4 @@ async def run_rollouts(
     return finished
 
 
-__all__ = ["RunSummary", "StopReason", "read_summaries", "run_id_for", "run_rollouts", "summarize"]
+__all__ = ["RunSummary", "StopReason", "archive_run", "read_summaries", "run_id_for", "run_rollouts", "summarize"]

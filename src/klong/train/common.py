@@ -79,6 +79,7 @@ def row_tensors(row: PackedRow, device) -> dict[str, torch.Tensor]:
         "weights": torch.tensor(row.weights, device=device, dtype=torch.float32),
         "old_logprobs": torch.tensor(row.old_logprobs, device=device, dtype=torch.float32),
         "advantages": torch.tensor(row.advantages, device=device, dtype=torch.float32),
+        "temperatures": torch.tensor(row.temperatures, device=device, dtype=torch.float32),
     }
 
 

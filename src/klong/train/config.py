@@ -33,7 +33,7 @@ class SFTConfig(BaseModel):
     eval_data: list[str] = Field(default_factory=list)
     """Held-out windows (same forms); evaluated every `eval_every` steps and at the end."""
     split: ContextConfig | None = None
-    """Context policy used to split trajectories given as training data."""
+    """Context policy used to split trajectories given as training data (default: the settings each one recorded)."""
     tokenizer: str | None = None
     """Tokenizer folder for on-the-fly splitting (default: the model's)."""
     chat_template: str | None = None

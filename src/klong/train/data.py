@@ -2,7 +2,8 @@
 
 Windows come from `klong split` Parquet files or from trajectories split on the fly with a `ContextConfig`. Each epoch
 shuffles the windows with `seed + epoch`, packs them greedily (in that order) into rows of at most `pack_length`
-tokens, and groups rows into optimizer steps of `rows_per_step` rows (a last incomplete step is dropped). Position ids
+tokens, and groups rows into optimizer steps of `rows_per_step` rows (the last step of an epoch may have fewer: every
+window is trained in every epoch). Position ids
 restart at every window, so attention never crosses windows (transformers builds the block-diagonal mask from the
 position ids; flash-attention uses them as sequence boundaries). The plan is a pure function of the data and
 (seed, epoch): a resumed run sees exactly the same steps.
@@ -29,6 +30,8 @@ class Window:
     logprobs: list[float] | None = None
     advantage: float = 0.0
     """Per-window advantage (RL); 0 for SFT."""
+    temperature: float = 1.0
+    """The temperature at which `logprobs` were taken (RL recomputes the policy's at the same one)."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -47,6 +50,8 @@ class PackedRow:
     old_logprobs: list[float] = field(default_factory=list)
     """Sampling logprob of each target (RL), 0 when unknown."""
     advantages: list[float] = field(default_factory=list)
+    temperatures: list[float] = field(default_factory=list)
+    """Temperature of each target's recorded logprob (RL)."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -62,6 +67,7 @@ class PackedRow:
                 self.weights.append(weight)
                 self.old_logprobs.append(w.logprobs[i + 1] if w.logprobs is not None else 0.0)
                 self.advantages.append(w.advantage)
+                self.temperatures.append(w.temperature)
         self.windows.append((w.trajectory_id, w.window))
 
 
@@ -81,34 +87,40 @@ def read_windows(path: str | Path) -> list[Window]:
         if len(ids) != len(mask):
             raise InputFileError(path, f"row {i}: input_ids and loss_mask differ in length")
         lp = cols.get("logprobs", [None] * n)[i]
-        out.append(
-            Window(ids, mask, cols.get("trajectory_id", [str(path)] * n)[i], cols.get("window", list(range(n)))[i], lp)
-        )
+        temp = cols.get("logprobs_temperature", [None] * n)[i]
+        out.append(Window(ids, mask, cols.get("trajectory_id", [str(path)] * n)[i],
+                          cols.get("window", list(range(n)))[i], lp, temperature=temp if temp is not None else 1.0))  # fmt: skip
     return out
 
 
 def load_windows(sources: Sequence[str], tokenizer=None, split=None) -> list[Window]:
-    """Windows from Parquet files (`klong split`), or from trajectory files/folders split with `split`."""
+    """Windows from Parquet files (`klong split`), or from trajectory files/folders split with `split` (default: the
+    context settings each trajectory recorded)."""
     windows: list[Window] = []
     for source in sources:
         path = Path(source)
         if path.suffix == ".parquet":
             windows += read_windows(path)
             continue
-        if tokenizer is None or split is None:
-            raise ConfigError(
-                f"{path}: trajectories need a tokenizer and a `split` context config to be split on the fly"
-            )
+        if tokenizer is None:
+            raise ConfigError(f"{path}: trajectories need a tokenizer to be split on the fly")
         from klong.data.split import split_trajectory
         from klong.data.stats import trajectory_files
         from klong.schema import read_trajectory
 
         for f in trajectory_files(path):
             for s in split_trajectory(read_trajectory(f), tokenizer, split).samples:
-                windows.append(Window(s.input_ids, s.loss_mask, s.trajectory_id, s.window, s.logprobs))
+                windows.append(window_of(s))
     if not windows:
         raise ConfigError(f"no training windows found in {', '.join(sources)}")
     return windows
+
+
+def window_of(sample, advantage: float = 0.0) -> Window:
+    """A training window from a `klong.data.split.Sample`."""
+    temp = sample.logprobs_temperature
+    return Window(sample.input_ids, sample.loss_mask, sample.trajectory_id, sample.window, sample.logprobs,
+                  advantage=advantage, temperature=temp if temp is not None else 1.0)  # fmt: skip
 
 
 def token_weights(windows: Sequence[Window], mode: str) -> dict[tuple[str, int], float]:
@@ -145,5 +157,4 @@ def epoch_steps(windows: Sequence[Window], *, seed: int, epoch: int, pack_length
     if shuffle:
         random.Random(seed * 1_000_003 + epoch).shuffle(order)
     rows = pack(order, pack_length, token_weights(windows, weighting))
-    steps = [rows[i : i + rows_per_step] for i in range(0, len(rows), rows_per_step)]
-    return [s for s in steps if len(s) == rows_per_step]
+    return [rows[i : i + rows_per_step] for i in range(0, len(rows), rows_per_step)]

@@ -9,17 +9,31 @@
   benchmarks).
 
 All return the per-target cross-entropy (and log-probabilities of the targets, for RL) in target order.
+
+Under several processes the loss must run inside the distributed wrapper's forward: DDP synchronises gradients only
+for a forward it ran, FSDP gathers the root parameters (embeddings, final norm, output layer) only in the root
+module's forward, and ZeRO-3 gathers a parameter only inside its module's forward or the forward of a module it is
+registered with. `TokenLoss` is that module: the model and its loss as one `nn.Module`, given to `accelerator.prepare`;
+the fused path's direct use of the output layer's weight is registered with it for ZeRO-3.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+
+def _base(model):
+    if hasattr(model, "module") and not hasattr(model, "get_output_embeddings"):
+        raise TypeError(
+            "target_logprobs got a distributed wrapper: give `TokenLoss(model)` to the wrapper and call that instead, "
+            "so that the wrapper's forward runs (gradient synchronisation, parameter gathering)"
+        )
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, "_orig_mod", base)  # torch.compile
 
 
 def _decoder_and_head(model):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base = getattr(base, "module", base)  # DDP wrapper
+    base = _base(model)
     head = base.get_output_embeddings()
     decoder = base.get_decoder()
     if head is None or decoder is None or getattr(head, "bias", None) is not None:
@@ -75,27 +89,30 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
 def target_logprobs(model, input_ids: torch.Tensor, position_ids: torch.Tensor, positions: torch.Tensor,
                     targets: torch.Tensor, *, impl: str = "fused", chunk: int = 4096,
-                    weights: torch.Tensor | None = None, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                    weights: torch.Tensor | None = None, temperature: float | torch.Tensor = 1.0,
+                    need_logprobs: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """(weighted sum of cross-entropy, log-probability of each target) for one packed row (batch of 1).
 
     `positions` index the sequence; `targets` are the tokens they predict; `weights` scale each target's loss (the
-    log-probabilities are returned unweighted and differentiable except under `fused`, where RL uses the
-    `logits_to_keep` path). `temperature` divides the logits (RL: the sampling temperature; non-fused paths only)."""
+    log-probabilities are returned unweighted, and differentiable except under `fused`, where RL uses the
+    `logits_to_keep` path). `temperature` divides the logits (RL: the temperature the recorded logprobs are at; a
+    number or one per target; non-fused paths only). Without `need_logprobs` the fused path may use Liger's kernel
+    and returns None for them."""
+    _base(model)
     weights = weights if weights is not None else torch.ones_like(targets, dtype=torch.float32)
-    parts = _decoder_and_head(model) if impl == "fused" else None
-    if impl == "fused" and temperature != 1.0:
+    scaled = not (isinstance(temperature, int | float) and temperature == 1.0)
+    if impl == "fused" and scaled:
         raise ValueError("the fused path computes temperature-1 log-probabilities; use logits_to_keep")
+    parts = _decoder_and_head(model) if impl == "fused" else None
     if impl == "fused" and parts is not None:
         decoder, head = parts
-        liger = _liger(input_ids.device)
         hidden = decoder(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state[
             0, positions
         ]
+        liger = _liger(input_ids.device) if not need_logprobs else None
         if liger is not None and weights.eq(1).all():
             loss, *_ = liger.apply(hidden, head.weight, targets, None, None, -100, 0.0, 0.0, "sum")
-            with torch.no_grad():
-                logps = -F.cross_entropy((hidden @ head.weight.T).float(), targets, reduction="none")
-            return loss, logps
+            return loss, None
         return ChunkedLinearCrossEntropy.apply(hidden, head.weight, targets, weights, chunk)
     if impl in ("fused", "logits_to_keep"):
         logits = model(
@@ -105,8 +122,43 @@ def target_logprobs(model, input_ids: torch.Tensor, position_ids: torch.Tensor, 
         logits = model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits[0, positions]
     else:
         raise ValueError(f"unknown loss implementation {impl!r}")
-    logps = torch.log_softmax(logits.float() / temperature, dim=-1).gather(1, targets[:, None]).squeeze(1)
+    logits = logits.float()
+    if scaled:
+        temp = torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
+        logits = logits / (temp[:, None] if temp.ndim else temp)
+    logps = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
     return -(weights * logps).sum(), logps
+
+
+class TokenLoss(torch.nn.Module):
+    """A causal LM and `target_logprobs` as one module: what SFT and RL give to `accelerator.prepare`, so that the
+    distributed wrapper's forward is the one that runs (see the module doc). `model` stays reachable as `.model`."""
+
+    def __init__(self, model, *, impl: str = "fused", chunk: int = 4096):
+        super().__init__()
+        self.model = model
+        self.impl = impl
+        self.chunk = chunk
+        base = _base(model)
+        no_split = getattr(base, "_no_split_modules", None)
+        if no_split:  # FSDP's transformer auto-wrap policy reads the layer classes from the module it wraps
+            self._no_split_modules = list(no_split)
+
+    def register_zero3(self) -> None:
+        """Under DeepSpeed ZeRO-3: the fused path reads the output layer's weight outside that layer's forward;
+        register it with this module so that ZeRO-3 gathers it for this forward and its backward."""
+        parts = _decoder_and_head(self.model)
+        if parts is None or self.impl != "fused":
+            return
+        import deepspeed
+
+        deepspeed.zero.register_external_parameter(self, parts[1].weight)
+
+    def forward(self, input_ids, position_ids, positions, targets, weights=None, temperature=1.0,
+                need_logprobs: bool = True):  # fmt: skip
+        return target_logprobs(self.model, input_ids, position_ids, positions, targets, impl=self.impl,
+                               chunk=self.chunk, weights=weights, temperature=temperature,
+                               need_logprobs=need_logprobs)  # fmt: skip
 
 
 def _liger(device: torch.device):

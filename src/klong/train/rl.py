@@ -3,15 +3,17 @@
     for stage m (timeout T_m), for each iteration:
         sample tasks; run n rollouts per task with the current policy under T_m (the runtime: same sandbox, tools,
             context policy); a rollout that reaches T_m ends normally and is graded like any other
+        a rollout that ended by an infrastructure failure (endpoint, sandbox) is re-run or left out, never graded
         grade each rollout as soon as it finishes (a judge queue beside the rollouts; evaluation jobs first) -> Q
-        split every rollout with the runtime's own ContextPolicy into windows (the sampled ids and logprobs as recorded)
+        split every rollout with the runtime's own ContextPolicy into windows (the sampled ids and logprobs as
+            recorded; each window checked against the prompts the runtime recorded)
         advantages: Q minus the mean Q over all windows of the task's n rollouts (`klong.train.rl_loss`)
-        `ppo_epochs` passes of PPO-clip + beta * KL(reference) averaged over the n x K windows
+        `ppo_epochs` passes of PPO-clip + beta * KL(reference) over the n x K windows (`klong.train.ppo`)
         save the policy and the iteration's state; a restart continues from the last finished iteration
     after each stage: roll out and grade the evaluation tasks
 
 Layout: `state.json`, `metrics.jsonl` (one line per iteration, plus `eval` lines), `checkpoints/latest/` (policy,
-optimizer, RNG), `stages/s<m>/it<i>/{rollouts,grades}/`.
+optimizer, RNG), `stages/s<m>/it<i>/{rollouts,grades}/` (failed attempts under `rollouts/failed/`).
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ from klong.exceptions import ConfigError, KlongError, StopReason
 from klong.io import atomic_write_json, read_json
 from klong.judge.grade import grade_submission, make_judge, write_grade
 from klong.judge.queue import GradingQueue
-from klong.rollout.runner import run_id_for, run_rollouts
+from klong.rollout.runner import archive_run, run_id_for, run_rollouts
 from klong.schema import Trajectory, read_trajectory
 from klong.task import Task, find_tasks
-from klong.train.common import MetricsLog, load_model, make_optimizer, row_tensors
-from klong.train.data import Window, pack
-from klong.train.loss import target_logprobs
+from klong.train.common import MetricsLog, load_model, make_optimizer
+from klong.train.data import Window, window_of
+from klong.train.ppo import PPOUpdate
 from klong.train.rl_config import RLConfig
-from klong.train.rl_loss import ppo_kl_loss, rollout_advantages
+from klong.train.rl_loss import rollout_advantages
 
 
 class RLTrainer:
@@ -88,6 +90,8 @@ class RLTrainer:
             p.requires_grad_(False)
         self.optimizer = make_optimizer(self.policy, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                         betas=(0.9, 0.95), eps=1e-8)  # fmt: skip
+        self.updater = PPOUpdate(self.policy, self.reference, self.optimizer, cfg, self.device,
+                                 norm_tokens=cfg.loss_norm_tokens or cfg.agent.context.max_context_tokens)  # fmt: skip
         if state["done"] and latest.exists():
             self.optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=False))
             rng = torch.load(latest / "rng.pt", weights_only=False)
@@ -135,27 +139,45 @@ class RLTrainer:
         return agent
 
     async def _rollouts(self, tasks: list[Task], out: Path, agent, attempts: int, queue: GradingQueue,
-                        priority: str) -> dict[str, dict[str, Any]]:  # fmt: skip
-        """Run the rollouts, submitting each to the judge queue as it finishes; returns run id -> grade."""
+                        priority: str) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:  # fmt: skip
+        """Run the rollouts, submitting each to the judge queue as it finishes; returns (run id -> grade, counts).
+
+        Rollouts that ended by an infrastructure failure are not graded: with `infra_failures: rerun` they are moved
+        to `rollouts/failed/` and run again, up to `max_reruns` times; what still fails is left out."""
+        cfg = self.config
         by_id = {t.id: t for t in tasks}
         futures: dict[str, asyncio.Future] = {}
         self._depth = 0
 
         def submit(traj: Trajectory) -> None:
-            if traj.id not in futures:
+            if traj.id not in futures and not (traj.stop_reason and traj.stop_reason.is_infrastructure):
                 futures[traj.id] = queue.submit((traj, out, by_id[traj.task_id]), priority)  # type: ignore[arg-type]
                 self._depth = max(self._depth, queue.depth)
 
-        await run_rollouts(tasks, model_factory=self._model_factory(), sandbox=self.config.sandbox, config=agent,
-                           out_dir=out / "rollouts", attempts=attempts, concurrency=self.config.concurrency,
-                           resume=True, tokenizer=self.tokenizer,
-                           on_update=lambda traj, event: submit(traj) if traj.finished else None)  # fmt: skip
-        for task in tasks:  # rollouts finished by an earlier process are graded too
-            for a in range(attempts):
-                rid = run_id_for(task, a)
-                if rid not in futures:
-                    submit(read_trajectory(out / "rollouts" / "trajectories" / f"{rid}.json"))
-        return {rid: await f for rid, f in futures.items()}
+        counts = {"infra_failures": 0, "reruns": 0, "left_out": 0}
+        reruns = cfg.max_reruns if cfg.infra_failures == "rerun" else 0
+        for round_ in range(reruns + 1):
+            await run_rollouts(tasks, model_factory=self._model_factory(), sandbox=cfg.sandbox, config=agent,
+                               out_dir=out / "rollouts", attempts=attempts, concurrency=cfg.concurrency,
+                               resume=True, tokenizer=self.tokenizer,
+                               on_update=lambda traj, event: submit(traj) if traj.finished else None)  # fmt: skip
+            failed = []
+            for task in tasks:  # rollouts finished by an earlier process are graded too
+                for a in range(attempts):
+                    rid = run_id_for(task, a)
+                    traj = read_trajectory(out / "rollouts" / "trajectories" / f"{rid}.json")
+                    if traj.stop_reason is not None and traj.stop_reason.is_infrastructure:
+                        failed.append(rid)
+                    else:
+                        submit(traj)
+            counts["infra_failures"] += len(failed)
+            if not failed or round_ == reruns:
+                counts["left_out"] = len(failed)
+                break
+            for rid in failed:
+                archive_run(out / "rollouts", rid)
+            counts["reruns"] += len(failed)
+        return {rid: await f for rid, f in futures.items()}, counts
 
     async def _grade(self, job) -> dict[str, Any]:
         traj, out, task = job
@@ -170,71 +192,39 @@ class RLTrainer:
         return {"grade": grade, "trajectory": traj, "latency": time.monotonic() - started}
 
     # -- the update ------------------------------------------------------------------------------------------------
-    def _windows(self, results: dict[str, dict[str, Any]]) -> list[Window]:
+    def _windows(self, results: dict[str, dict[str, Any]]) -> tuple[list[Window], int]:
+        """Windows of every rollout with its advantage; groups with fewer than two rollouts left (after infrastructure
+        failures) have no baseline and are skipped (their count is returned)."""
         cfg = self.config
         groups: dict[str, list[tuple[float, list[Window]]]] = {}
         for rid, r in sorted(results.items()):
             traj: Trajectory = r["trajectory"]
-            context = ContextConfig.model_validate(traj.meta["context"])
-            samples = split_trajectory(traj, self.tokenizer, context).samples
-            windows = [Window(s.input_ids, s.loss_mask, rid, s.window, s.logprobs) for s in samples if s.num_trained]
+            samples = split_trajectory(traj, self.tokenizer).samples  # the run's recorded settings, checked
+            for sample in samples:
+                if (
+                    sample.sampling is not None
+                    and sample.sampling.logprobs == "processed"
+                    and sample.sampling.top_p < 1
+                ):
+                    raise ConfigError(f"{rid}: sampled with top_p {sample.sampling.top_p}; RL needs top_p 1")
+            windows = [window_of(s) for s in samples if s.num_trained]
             groups.setdefault(traj.task_id or "", []).append((float(r["grade"]["score"]), windows))
         out: list[Window] = []
+        skipped = 0
         for rollouts in groups.values():
+            if len(rollouts) < 2:
+                skipped += 1
+                continue
             adv = rollout_advantages([q for q, _ in rollouts], [len(w) for _, w in rollouts], baseline=cfg.baseline,
                                      std_normalize=cfg.std_normalize)  # fmt: skip
             for a, (_, windows) in zip(adv, rollouts, strict=True):
                 for w in windows:
                     w.advantage = a
                     out.append(w)
-        return out
+        return out, skipped
 
-    def _logprobs(self, model, row, grad: bool) -> torch.Tensor:
-        t = row_tensors(row, self.device)
-        with torch.set_grad_enabled(grad):
-            _, logp = target_logprobs(model, t["input_ids"], t["position_ids"], t["positions"], t["targets"],
-                                      impl="logits_to_keep", temperature=self.config.generation.temperature)  # fmt: skip
-        return logp
-
-    def update(self, windows: list[Window], rng: random.Random) -> dict[str, float]:
-        cfg = self.config
-        order = list(windows)
-        rng.shuffle(order)
-        batches = [order[i :: cfg.minibatches] for i in range(cfg.minibatches) if order[i :: cfg.minibatches]]
-        plans = []
-        for batch in batches:
-            weights = {(w.trajectory_id, w.window): 1.0 / (max(1, sum(w.loss_mask[1:])) * len(batch)) for w in batch}
-            rows = [r for r in pack(batch, cfg.pack_length, weights) if r.targets]
-            plans.append(rows)
-        self.policy.eval()
-        with torch.no_grad():  # reference logprobs, and old logprobs where the rollout did not record them
-            extra = [[(self._logprobs(self.reference, r, False),
-                       self._logprobs(self.policy, r, False) if not any(r.old_logprobs) else None) for r in rows]
-                     for rows in plans]  # fmt: skip
-        self.policy.train()
-        stats: list[Any] = []
-        grad_norms = []
-        for _ in range(cfg.ppo_epochs):
-            for rows, refs in zip(plans, extra, strict=True):
-                self.optimizer.zero_grad(set_to_none=True)
-                for row, (ref, recomputed_old) in zip(rows, refs, strict=True):
-                    t = row_tensors(row, self.device)
-                    logp = self._logprobs(self.policy, row, True)
-                    old = recomputed_old if recomputed_old is not None else t["old_logprobs"]
-                    loss, s = ppo_kl_loss(logp, old, ref, t["advantages"], t["weights"], eps_low=cfg.eps_low,
-                                          eps_high=cfg.eps_high, beta=cfg.beta)  # fmt: skip
-                    loss.backward()
-                    stats.append(s)
-                if cfg.max_grad_norm > 0:
-                    grad_norms.append(
-                        float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm))
-                    )
-                self.optimizer.step()
-        n = max(1, cfg.ppo_epochs * len(plans))
-        return {"policy_loss": sum(s.policy_loss for s in stats) / n, "kl": sum(s.kl for s in stats) / n,
-                "clip_fraction": sum(s.clip_fraction for s in stats) / n, "ratio_mean": sum(s.ratio_mean for s in stats) / n,
-                "grad_norm": statistics.mean(grad_norms) if grad_norms else 0.0,
-                "windows": len(windows), "trained_tokens": sum(len(r.targets) for rows in plans for r in rows)}  # fmt: skip
+    def update(self, windows: list[Window], rng: random.Random) -> dict[str, Any]:
+        return self.updater(windows, rng)
 
     # -- the loop --------------------------------------------------------------------------------------------------
     async def _run(self, resume: bool) -> list[dict[str, Any]]:
@@ -261,20 +251,22 @@ class RLTrainer:
         out = self.out / "stages" / f"s{m}" / f"it{i}"
         agent = self._agent_config(stage.timeout, stage.max_turns, stage.context_tokens)
         started = time.monotonic()
-        results = await self._rollouts(tasks, out, agent, cfg.group_size, queue, "train")
+        results, counts = await self._rollouts(tasks, out, agent, cfg.group_size, queue, "train")
         rollout_seconds = time.monotonic() - started
-        windows = self._windows(results)
+        windows, skipped = self._windows(results)
         update = await asyncio.to_thread(self.update, windows, rng) if windows else {"windows": 0}
-        rewards = [float(r["grade"]["score"]) for r in results.values()]
+        rewards = [float(r["grade"]["score"]) for r in results.values()] or [0.0]
         trajs = [r["trajectory"] for r in results.values()]
         record = {
             "iteration": done + 1, "stage": m, "stage_iteration": i, "timeout": stage.timeout,
             "tasks": [t.id for t in tasks], "rollouts": len(results), "reward_mean": statistics.mean(rewards),
             "reward_std": statistics.pstdev(rewards),
-            "timeout_share": sum(t.stop_reason is StopReason.TIMEOUT for t in trajs) / len(trajs),
-            "turns_per_rollout": statistics.mean(t.assistant_turns() for t in trajs),
-            "tokens_per_rollout": statistics.mean(sum(len(m.token_ids or []) for m in t.messages) for t in trajs),
-            "judge_latency": statistics.mean(r["latency"] for r in results.values()),
+            "timeout_share": sum(t.stop_reason is StopReason.TIMEOUT for t in trajs) / max(1, len(trajs)),
+            "turns_per_rollout": statistics.mean(t.assistant_turns() for t in trajs) if trajs else 0.0,
+            "tokens_per_rollout": statistics.mean(sum(len(m.token_ids or []) for m in t.messages) for t in trajs)
+            if trajs else 0.0,
+            **counts, "groups_without_baseline": skipped,
+            "judge_latency": statistics.mean(r["latency"] for r in results.values()) if results else 0.0,
             "judge_queue_depth_max": self._depth, "rollout_seconds": rollout_seconds,
             "seconds": time.monotonic() - started, **update,
         }  # fmt: skip
@@ -291,17 +283,21 @@ class RLTrainer:
                 raise KlongError(f"reload_command failed: {command}")
         if self.progress:
             print(f"stage {m} (timeout {stage.timeout:.0f}s) iteration {i}: reward {record['reward_mean']:.3f} "
-                  f"+- {record['reward_std']:.3f}, kl {record.get('kl', 0):.4f}, clip {record.get('clip_fraction', 0):.3f}")  # fmt: skip
+                  f"+- {record['reward_std']:.3f}, kl {record.get('kl', 0):.4f}, clip {record.get('clip_fraction', 0):.3f}"
+                  + (f", {counts['infra_failures']} infrastructure failures" if counts["infra_failures"] else ""))  # fmt: skip
         return record
 
     async def _evaluate(self, m: int, queue: GradingQueue) -> dict[str, Any]:
         cfg = self.config
         timeout = cfg.eval_timeout or cfg.stages[-1].timeout
         out = self.out / "stages" / f"s{m}" / "eval"
-        results = await self._rollouts(self.eval_tasks, out, self._agent_config(timeout, None, None), 1, queue, "eval")
+        agent = self._agent_config(timeout, None, None)
+        results, counts = await self._rollouts(self.eval_tasks, out, agent, 1, queue, "eval")
         scores = [float(r["grade"]["score"]) for r in results.values()]
-        record = {"eval_after_stage": m, "eval_timeout": timeout, "eval_score": statistics.mean(scores),
-                  "eval_scores": {k: float(r["grade"]["score"]) for k, r in sorted(results.items())}}  # fmt: skip
+        record = {"eval_after_stage": m, "eval_timeout": timeout,
+                  "eval_score": statistics.mean(scores) if scores else None,
+                  "eval_scores": {k: float(r["grade"]["score"]) for k, r in sorted(results.items())},
+                  "eval_infra_failures": counts["infra_failures"], "eval_left_out": counts["left_out"]}  # fmt: skip
         self.metrics.write(record, m)
         return record
 

@@ -69,10 +69,24 @@ class RLConfig(BaseModel):
     """Advantage baseline: mean reward over all windows of the task's rollouts (the paper's), or over rollouts."""
     std_normalize: bool = False
     """Divide advantages by the standard deviation (off in the paper: group mean only)."""
+    infra_failures: Literal["rerun", "drop"] = "rerun"
+    """Rollouts that ended by an infrastructure failure (endpoint, sandbox, harness; `StopReason.is_infrastructure`)
+    are never graded or trained: `rerun` runs them again (up to `max_reruns` times; the failed attempt is kept under
+    `rollouts/failed/`), `drop` leaves them out. Both are counted in metrics.jsonl."""
+    max_reruns: int = 2
     eps_low: float = 0.2
     eps_high: float = 0.2
     beta: float = 0.01
     """Weight of the KL penalty to the reference policy."""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    """Per-token KL estimate (see `klong.train.rl_loss`): `k3` (GRPO's; unbiased and >= 0 as a value, its gradient is
+    that of KL(ref || policy)), `k2` (its gradient is that of KL(policy || ref)), `k1` (zero gradient in expectation)."""
+    loss_norm: Literal["paper", "window_mean", "token_mean", "constant"] = "paper"
+    """How token terms are averaged over the n x K windows: `paper` (each window's tokens summed, windows averaged:
+    the paper's 1/(nK) sum), `window_mean` (tokens averaged per window first), `token_mean` (DAPO), `constant`
+    (Dr. GRPO: token sums over `loss_norm_tokens`)."""
+    loss_norm_tokens: int | None = None
+    """The constant C of `loss_norm: constant` (default: the agent's context window)."""
     ppo_epochs: int = 1
     minibatches: int = 1
     """Optimizer steps per PPO epoch (1: one step over all n x K windows, the paper's average)."""
@@ -93,6 +107,13 @@ class RLConfig(BaseModel):
             raise ValueError("group_size must be at least 2 (the baseline is a group mean)")
         if self.rollout_backend == "openai" and not self.generation.base_url:
             raise ValueError("rollout_backend openai needs generation.base_url (the policy server)")
+        if self.generation.top_p < 1.0:
+            raise ValueError(
+                "generation.top_p must be 1 for RL: the trainer's log-probabilities are log_softmax(logits / T) and "
+                "cannot reproduce a top-p-truncated sampling distribution (the ratio would not be 1 on-policy)"
+            )
+        if self.max_reruns < 0:
+            raise ValueError("max_reruns must be >= 0")
         return self
 
     @property

@@ -9,7 +9,9 @@ continues the same run exactly (same data order, optimizer, scheduler and RNG st
 from __future__ import annotations
 
 import bisect
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,41 +30,61 @@ from klong.train.common import (
 )  # fmt: skip
 from klong.train.config import SFTConfig
 from klong.train.data import PackedRow, Window, epoch_steps, load_windows
-from klong.train.loss import target_logprobs
+from klong.train.loss import TokenLoss
 
 
-def step_loss(model, rows: list[PackedRow], total_weight: float, accelerator, *, impl: str, chunk: int,
-              scale: float) -> float:  # fmt: skip
-    """Forward and backward over this process's rows of one step; returns their loss sum / the step's total weight.
-    `scale` undoes accelerate's division by the accumulation steps and DDP's averaging over processes, so that the
-    gradient is that of the weighted mean over the whole step."""
+def zero_weight(row: PackedRow) -> PackedRow:
+    """A copy of `row` that contributes nothing (weights 0): the pass a process runs when a short step has no row
+    left for it, since every process must take part in each gradient synchronisation."""
+    return replace(row, weights=[0.0] * len(row.weights))
+
+
+def rows_for_process(rows: list[PackedRow], rank: int, procs: int, micro: int) -> list[PackedRow]:
+    """This process's `micro` rows of a step: every `procs`-th row, padded with zero-weight rows where the step is
+    short (the last step of an epoch), so that every process runs the same number of passes."""
+    mine = rows[rank::procs]
+    return mine + [zero_weight(rows[0])] * (micro - len(mine))
+
+
+def step_loss(model, rows: list[PackedRow], accelerator, *, procs: int, micro: int) -> float:
+    """Forward and backward of one optimizer step (all `rows` of it, across processes); returns this process's part
+    of the step's loss (sum it over processes).
+
+    `model` is the prepared `TokenLoss`, so that the distributed wrapper's forward runs. The step's loss is the sum of
+    the token losses over its total weight; `procs * micro` undoes accelerate's division by the accumulation steps and
+    the wrapper's averaging over processes, so that the gradient is that of this weighted mean over the whole step,
+    equal to one process taking every row."""
+    total_weight = sum(sum(r.weights) for r in rows)
     loss_value = 0.0
-    for row in rows:
+    for row in rows_for_process(rows, accelerator.process_index, procs, micro):
         with accelerator.accumulate(model):
             t = row_tensors(row, accelerator.device)
             with accelerator.autocast():
-                loss_sum, _ = target_logprobs(model, t["input_ids"], t["position_ids"], t["positions"], t["targets"],
-                                              impl=impl, chunk=chunk, weights=t["weights"])  # fmt: skip
+                loss_sum, _ = model(t["input_ids"], t["position_ids"], t["positions"], t["targets"],
+                                    weights=t["weights"], need_logprobs=False)  # fmt: skip
             loss = loss_sum / total_weight
             loss_value += float(loss.detach())
-            accelerator.backward(loss * scale)
+            accelerator.backward(loss * (procs * micro))
     return loss_value
 
 
 @torch.no_grad()
-def evaluate(model, windows: list[Window], accelerator, *, pack_length: int, impl: str, chunk: int) -> float:
-    """Mean cross-entropy per trained token over `windows` (packed, no shuffling)."""
+def evaluate(model, windows: list[Window], accelerator, *, pack_length: int) -> float:
+    """Mean cross-entropy per trained token over `windows` (packed, no shuffling). Every process runs the same number
+    of forwards (padded with zero-weight rows), as the distributed wrapper may communicate in each."""
     model.eval()
     rows = [r for step in epoch_steps(windows, seed=0, epoch=0, pack_length=pack_length, rows_per_step=1, shuffle=False)
             for r in step]  # fmt: skip
+    procs = accelerator.num_processes
+    per_process = -(-len(rows) // procs)
     total, count = 0.0, 0
-    for row in rows[accelerator.process_index :: accelerator.num_processes]:
+    for row in rows_for_process(rows, accelerator.process_index, procs, per_process):
         t = row_tensors(row, accelerator.device)
         with accelerator.autocast():
-            loss_sum, _ = target_logprobs(model, t["input_ids"], t["position_ids"], t["positions"], t["targets"],
-                                          impl=impl, chunk=chunk)  # fmt: skip
+            loss_sum, _ = model(t["input_ids"], t["position_ids"], t["positions"], t["targets"], weights=t["weights"],
+                                need_logprobs=False)  # fmt: skip
         total += float(loss_sum)
-        count += len(row.targets)
+        count += int(sum(row.weights) > 0) * len(row.targets)
     sums = accelerator.reduce(torch.tensor([total, count], device=accelerator.device, dtype=torch.float64), "sum")
     model.train()
     return float(sums[0] / max(1.0, float(sums[1])))
@@ -70,10 +92,17 @@ def evaluate(model, windows: list[Window], accelerator, *, pack_length: int, imp
 
 def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     from accelerate import Accelerator, PartialState
-    from accelerate.utils import set_seed
+    from accelerate.utils import parse_flag_from_env, set_seed
 
     out = Path(config.output_dir)
-    procs = PartialState().num_processes
+    # the process group as `Accelerator()` itself would set it up (ACCELERATE_USE_CPU: gloo on CPU)
+    procs = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != procs:
+        raise ConfigError(
+            f"{launched} processes were launched but accelerate set up {procs} (each would train alone): on a machine "
+            "without GPUs, launch with ACCELERATE_USE_CPU=1 for gloo data parallelism"
+        )
     if config.rows_per_step % procs:
         raise ConfigError(f"rows_per_step ({config.rows_per_step}) must be a multiple of the {procs} processes")
     micro = config.rows_per_step // procs
@@ -106,7 +135,7 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
 
     plans = {0: plan(0)}
     if not plans[0]:
-        raise ConfigError(f"{len(train)} windows make fewer than rows_per_step={config.rows_per_step} packed rows")
+        raise ConfigError(f"{', '.join(config.train_data)}: no training windows with a trained token")
     # Each epoch packs a new shuffle, so epochs may differ by a step: steps are located through cumulative counts.
     epoch_starts = [0, len(plans[0])]
 
@@ -126,7 +155,13 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
                                betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)  # fmt: skip
     schedule = make_schedule(optimizer, total_steps=total_steps, warmup_ratio=config.warmup_ratio,
                              kind=config.schedule, min_ratio=config.min_lr_ratio)  # fmt: skip
-    model, optimizer = accelerator.prepare(model, optimizer)
+    # the loss runs inside the distributed wrapper's forward (see klong.train.loss)
+    model, optimizer = accelerator.prepare(TokenLoss(model, impl=config.loss_impl, chunk=config.ce_chunk), optimizer)
+    if (
+        getattr(accelerator.state, "deepspeed_plugin", None) is not None
+        and accelerator.state.deepspeed_plugin.zero_stage == 3
+    ):
+        accelerator.unwrap_model(model).register_zero3()
     accelerator.register_for_checkpointing(schedule)
     if config.log_with:
         accelerator.init_trackers(
@@ -146,10 +181,8 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
         if epoch not in plans:
             plans = {epoch: plan(epoch)}
         rows = plans[epoch][index]
-        total_weight = sum(sum(r.weights) for r in rows)
         t0 = time.perf_counter()
-        loss = step_loss(model, rows[accelerator.process_index :: procs], total_weight, accelerator,
-                         impl=config.loss_impl, chunk=config.ce_chunk, scale=procs * micro)  # fmt: skip
+        loss = step_loss(model, rows, accelerator, procs=procs, micro=micro)
         grad_norm = None
         if config.max_grad_norm > 0:
             grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm))
@@ -166,8 +199,7 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
                 "trained_tokens_per_s": trained / elapsed, "peak_memory_mb": peak_memory_mb(accelerator.device),
                 "step_seconds": elapsed}  # fmt: skip
         if config.eval_every and evals and global_step % config.eval_every == 0:
-            last["eval_loss"] = evaluate(model, evals, accelerator, pack_length=config.pack_length,
-                                         impl=config.loss_impl, chunk=config.ce_chunk)  # fmt: skip
+            last["eval_loss"] = evaluate(model, evals, accelerator, pack_length=config.pack_length)
         metrics.write(last, global_step)
         if bar is not None:
             bar[0].update(bar[1], advance=1, description=f"loss {loss:.4f}")
@@ -176,8 +208,7 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
     if bar is not None:
         bar[0].stop()
     if evals:
-        last["eval_loss"] = evaluate(model, evals, accelerator, pack_length=config.pack_length,
-                                     impl=config.loss_impl, chunk=config.ce_chunk)  # fmt: skip
+        last["eval_loss"] = evaluate(model, evals, accelerator, pack_length=config.pack_length)
         metrics.write({"step": global_step, "final_eval_loss": last["eval_loss"]}, global_step)
     checkpoints.save(accelerator, global_step, {"global_step": global_step})
     save_final(accelerator, model, config, out / "final", tokenizer)
@@ -186,24 +217,29 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
 
 
 def save_final(accelerator, model, config: SFTConfig, final: Path, tokenizer=None) -> None:
-    """The trained model in `final/` (LoRA: `final/adapter` and, with `save_merged`, `final/merged`)."""
+    """The trained model in `final/` (LoRA: `final/adapter` and, with `save_merged`, `final/merged`). The weights come
+    from `accelerator.get_state_dict` (a collective: FSDP and ZeRO-3 gather their shards), saved by the main process."""
     accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(model)
     unwrapped = accelerator.unwrap_model(model)
+    unwrapped = getattr(unwrapped, "model", unwrapped)  # TokenLoss
     unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)  # torch.compile wrapper
     if not accelerator.is_main_process:
         return
+    if state is not None:  # keys of the TokenLoss: drop its `model.` (and torch.compile's `_orig_mod.`) prefix
+        state = {k.removeprefix("model.").replace("_orig_mod.", ""): v for k, v in state.items()}
     from klong.models.tokenizer import load_tokenizer
 
     tok = tokenizer or load_tokenizer(config.model_path)
     if config.lora is not None:
-        unwrapped.save_pretrained(final / "adapter")
+        unwrapped.save_pretrained(final / "adapter", state_dict=state)
         tok.save_pretrained(final / "adapter")
         if config.save_merged:
             merged = unwrapped.merge_and_unload()
             merged.save_pretrained(final / "merged")
             tok.save_pretrained(final / "merged")
     else:
-        unwrapped.save_pretrained(final)
+        unwrapped.save_pretrained(final, state_dict=state)
         tok.save_pretrained(final)
 
 
