@@ -88,7 +88,9 @@ def run_method(args) -> dict:
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
         from klong.train.data import Window, pack
-        from klong.train.loss import target_logprobs
+        from klong.train.loss import TokenLoss
+
+        step_model = TokenLoss(model, impl="fused")  # what `klong sft` runs (inside the distributed wrapper there)
 
         for i, w in enumerate(windows):
             if args.device == "cuda":
@@ -102,8 +104,8 @@ def run_method(args) -> dict:
             else:
                 row = pack([Window(w["input_ids"], w["completion_mask"], "t", i)], args.window, {("t", i): 1.0})[0]
                 pos = torch.tensor([row.position_ids], device=args.device)
-                loss_sum, _ = target_logprobs(model, ids, pos, torch.tensor(row.loss_positions, device=args.device),
-                                              torch.tensor(row.targets, device=args.device), impl="fused")  # fmt: skip
+                loss_sum, _ = step_model(ids, pos, torch.tensor(row.loss_positions, device=args.device),
+                                         torch.tensor(row.targets, device=args.device), need_logprobs=False)  # fmt: skip
                 loss = loss_sum / len(row.targets)
             loss.backward()
             opt.step()

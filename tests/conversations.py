@@ -65,23 +65,3 @@ def random_conversation(
         if not calls and i < turns - 1:
             msgs.append(Message(role="user", content="Continue. " + text(rng.randint(0, 20))))
     return msgs
-
-
-def random_agent(rng: random.Random, *, reasoning: bool, max_calls: int = 2, max_lines: int = 120):
-    """A callable turn source for `ScriptedModel`: random reasoning and text, then 0 to `max_calls` bash calls whose
-    real output has a random length (`yes ... | head`), and now and then no tool call at all (the runtime then adds
-    its reminder). Drives a real episode so that the trajectory holds what klong's runtime writes."""
-    from klong.models.scripted import ScriptedCall, ScriptedTurn
-
-    def text(n: int) -> str:
-        return " ".join(rng.choice(WORDS) for _ in range(n))
-
-    def turn(messages) -> ScriptedTurn:
-        n_calls = rng.choice([0, *([1] * 3), *([2] * (max_calls > 1))])
-        n_calls = min(n_calls, max_calls)
-        calls = [ScriptedCall(name="bash", arguments={"command": f"yes '{text(6)}' | head -n {rng.randint(1, max_lines)}"})
-                 for _ in range(n_calls)]  # fmt: skip
-        return ScriptedTurn(content=text(rng.randint(3, 60)), tool_calls=calls,
-                            reasoning_content=text(rng.randint(5, 40)) if reasoning else None)  # fmt: skip
-
-    return turn

@@ -191,3 +191,55 @@ def test_rubric_and_grade_commands(tmp_path):
     cmp = runner.invoke(app, ["grade", "compare", str(human), str(human), "--json"])
     assert cmp.exit_code == 0 and json.loads(cmp.output)["overall"]["agreement"] == 1.0
     assert runner.invoke(app, ["grade", str(sub)]).exit_code == 2
+
+
+def test_split_defaults_come_from_the_run(tmp_path, qwen_tokenizer, qwen_tokenizer_dir):
+    """A klong rollout split with no flags uses the settings it recorded and is checked call by call; a flag overrides
+    them (said so, unchecked); imported trajectories need --max-len; no window is an error that writes nothing."""
+    import asyncio
+
+    from klong.agent.config import AgentConfig
+    from klong.chat.context import ContextConfig
+    from klong.models.scripted import ScriptedCall, ScriptedModel, ScriptedTurn
+    from klong.rollout.runner import run_rollouts
+    from tests.tasks import make_task
+
+    task = make_task(tmp_path, paragraphs=2)
+    turns = [ScriptedTurn(content=f"Step {i}.", tool_calls=[ScriptedCall(name="bash", arguments={"command": f"seq {80 + i}"})])
+             for i in range(10)]  # fmt: skip
+    agent = AgentConfig(clock="virtual", mandatory_reading=False, max_turns=10,
+                        context=ContextConfig(max_context_tokens=2500, overlap_tokens=300, reserve_tokens=64))  # fmt: skip
+    run = tmp_path / "run"
+    asyncio.run(run_rollouts([task], model_factory=lambda: ScriptedModel(turns), sandbox="local", config=agent,
+                             out_dir=run, tokenizer=qwen_tokenizer))  # fmt: skip
+    out = tmp_path / "w.parquet"
+    plain = runner.invoke(app, ["split", str(run / "trajectories"), "--tokenizer", str(qwen_tokenizer_dir), "--out",
+                                str(out), "--json"])  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    stats = json.loads(plain.stdout)
+    assert stats["checked_calls"] == 10 and stats["windows"] >= 2
+    table = pq_table(out)
+    assert all(table["checked"]) and max(table["num_tokens"]) <= 2500
+
+    wider = runner.invoke(app, ["split", str(run / "trajectories"), "--tokenizer", str(qwen_tokenizer_dir), "--out",
+                                str(tmp_path / "wide.parquet"), "--max-len", "30000", "--json"])  # fmt: skip
+    assert wider.exit_code == 0 and "override the settings the runs recorded" in wider.stderr
+    assert json.loads(wider.stdout)["windows"] == 1 and json.loads(wider.stdout)["checked_calls"] == 0
+
+    swe = sorted(shared_path("trajectories", "swe-agent").glob("*.traj"))[:2]
+    imported = tmp_path / "imported"
+    runner.invoke(app, ["trajectory", "import", *map(str, swe), "--from", "swe-agent", "--out", str(imported)])
+    need = runner.invoke(app, ["split", str(imported), "--tokenizer", str(qwen_tokenizer_dir), "--out", str(out)])
+    assert need.exit_code == 2 and "pass --max-len" in need.output
+    before = out.read_bytes()
+    none = runner.invoke(app, ["split", str(imported), "--tokenizer", str(qwen_tokenizer_dir), "--out", str(out),
+                               "--max-len", "400", "--overlap", "0", "--max-prefix", "100"])  # fmt: skip
+    assert none.exit_code == 2 and "no training windows" in none.output and out.read_bytes() == before
+    tok = runner.invoke(app, ["split", str(run / "trajectories"), "--out", str(out)])
+    assert tok.exit_code == 2 and "--tokenizer is needed" in tok.output  # a scripted run names no model folder
+
+
+def pq_table(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pydict()

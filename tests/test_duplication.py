@@ -18,10 +18,10 @@ from klong.agent.config import AgentConfig
 from klong.agent.loop import Episode
 from klong.chat.context import ContextConfig
 from klong.data.split import SplitStats, split_trajectory
+from klong.models.random_agent import random_agent
 from klong.models.scripted import ScriptedModel
 from klong.sandbox import make_sandbox
 from tests.chat.test_render import template_tokenizer
-from tests.conversations import random_agent
 from tests.tasks import make_task
 
 TEMPLATES = ["qwen2.5-instruct", "qwen3", "llama-3.1-instruct", "glm-4.5"]

@@ -71,7 +71,7 @@ def check_windows(traj: Trajectory, rows: list[dict], window: int = WINDOW) -> N
     owners = {t: r for r in rows for t in range(r["first_turn"], r["last_turn"] + 1)}
     for t, m in enumerate(_assistants(traj)):
         record = m.meta["context"]
-        assert record["prompt_from"] == "model"
+        assert "prompt_sha" in record and "view_sha" in record  # the hf backend reports the ids it fed the model
         row = owners[t]
         k = record["prompt_tokens"]
         ids = row["input_ids"]

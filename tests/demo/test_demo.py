@@ -91,6 +91,7 @@ def test_a_teacher_that_errs_too_often_runs_out_of_time_and_loses_points(tmp_pat
     assert grade["score"] < 1.0
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_end_to_end_and_reports_numbers_from_its_files(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--seed", "1"])

@@ -38,3 +38,26 @@ def test_tiny_hf_model_runs_turns_and_records_what_it_sampled(tmp_path, tiny_mod
         ids = m.token_ids
         start = next(i for i in range(len(window.input_ids)) if window.input_ids[i : i + len(ids)] == ids)
         assert set(window.loss_mask[start : start + len(ids)]) == {1}
+
+
+def test_sampler_refuses_a_processor_it_did_not_configure(tiny_model_dir):
+    """The sampler's first use checks that the scores reaching klong's processors are the model's raw logits; a
+    processor slipped in by generate (its effect would be in the recorded logprobs, not in the trainer's) is refused."""
+    import pytest
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from klong.exceptions import ModelError
+    from klong.models.sampler import Sampler
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = torch.tensor([[1000, 2000, 3000]])
+    with torch.no_grad():
+        raw = model(input_ids=ids).logits[0, -1].float()
+        Sampler._check(model, ids, raw.clone())  # unchanged scores pass
+        with pytest.raises(ModelError, match="did not configure"):
+            Sampler._check(model, ids, raw / 1.05)  # e.g. a repetition penalty on the prompt's tokens
+        sampler = Sampler(0.7)
+        new = sampler.generate(model, ids, max_new_tokens=5, stop_ids=[], check=True)
+    assert len(new) == len(sampler.logprobs) == 5 and sampler.record.logprobs == "processed"
+    assert Sampler(0.0).record.logprobs == "raw" and Sampler(0.0).record.logprobs_temperature == 1.0

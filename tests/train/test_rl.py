@@ -72,6 +72,7 @@ def test_two_stages_end_to_end(tmp_path, tiny_model_dir):
     assert json.loads((out / "state.json").read_text()) == {"stage": 2, "iteration": 0, "done": 2}
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_continues_from_the_last_finished_iteration(tmp_path, tiny_model_dir):
     out = tmp_path / "rl"
     cfg = settings(tmp_path, tiny_model_dir, out, iterations=2, group=2)

@@ -143,6 +143,7 @@ def test_lora_trains_adapters_and_saves_adapter_and_merged(tmp_path, small_model
     assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(b, c, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_stopped_and_resumed_run_gives_the_same_losses(tmp_path, small_model):
     """Reference run in process; a second run killed with SIGKILL after a checkpoint, then resumed."""
     data = write_windows(tmp_path / "w.parquet", windows(n=30, length=60))
@@ -203,3 +204,15 @@ def test_epochs_whose_packing_differs_in_length_are_all_trained(tmp_path, small_
     steps = [m for m in metrics if "loss" in m]
     assert len(steps) == sum(counts)
     assert [sum(1 for m in steps if m["epoch"] == e) for e in range(4)] == counts
+
+
+def test_the_short_last_step_of_an_epoch_is_trained(tmp_path, small_model):
+    """5 windows, one per row, 2 rows per step: 3 steps per epoch, the last with one row; every trained token counts."""
+    ws = windows(n=5, length=120, seed=2)
+    data = write_windows(tmp_path / "w.parquet", ws)
+    run_sft(_config(tmp_path, small_model, data, epochs=2, pack_length=130, rows_per_step=2), progress=False)
+    steps = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in steps if "loss" in m]
+    assert [m["epoch"] for m in steps] == [0, 0, 0, 1, 1, 1]
+    per_epoch = sum(sum(w.loss_mask[1:]) for w in ws)
+    assert sum(m["trained_tokens"] for m in steps if m["epoch"] == 0) == per_epoch

@@ -28,7 +28,7 @@ from klong.agent.tools import Toolbox
 from klong.agent.workspace import Workspace
 from klong.chat.approx import ApproxRenderer
 from klong.chat.context import ContextConfig, ContextExhaustedError, ContextPolicy
-from klong.chat.render import ChatRenderer, prompt_digest
+from klong.chat.render import ChatRenderer
 from klong.exceptions import ConfigError, ContextLengthError, InputFileError, ModelError, SandboxError, StopReason
 from klong.io import format_validation_error
 from klong.protocols import Model
@@ -82,10 +82,9 @@ class Episode:
         renderer = (ChatRenderer(self.tokenizer, self.traj.tools, self.traj.messages[0])
                     if self.tokenizer is not None else ApproxRenderer())  # fmt: skip
         self.policy = ContextPolicy(context, renderer)
-        self._renderer = renderer if isinstance(renderer, ChatRenderer) else None
         # the resolved settings (concrete notice role) are what the splitter replays
         self.traj.meta["context"] = context.model_copy(update={"notice_role": self.policy.notice_role}).model_dump()
-        self.traj.meta["context_counting"] = "tokenizer" if self._renderer is not None else "approximate"
+        self.traj.meta["context_counting"] = "tokenizer" if isinstance(renderer, ChatRenderer) else "approximate"
         self._replay_policy()
         if hasattr(self.model, "resume"):
             self.model.resume(self.traj.assistant_turns())
@@ -212,14 +211,12 @@ class Episode:
         return None
 
     def _view_record(self, view, prompt: dict | None, attempt: int) -> dict:
-        """What the model was given at this call: the epoch, and the prompt's length and fingerprint, as the model
-        reported them (backends that tokenise, e.g. `hf`) or else as klong renders the view with its tokenizer."""
-        record: dict = {"epoch": view.epoch, "prompt_tokens": view.prompt_tokens}
+        """What the model was given at this call: the epoch, the view's structure (`View.fingerprint`), and the
+        prompt's length, with the fingerprint of its token ids where the backend reports the ids it fed the model
+        (`hf`; a server that takes token ids). Cheap: no rendering beyond what the policy already did."""
+        record: dict = {"epoch": view.epoch, "view_sha": view.fingerprint(), "prompt_tokens": view.prompt_tokens}
         if prompt is not None:
-            record.update(prompt_tokens=prompt["tokens"], prompt_sha=prompt["sha"], prompt_from="model")
-        elif self._renderer is not None:
-            ids = self._renderer.render_prompt(view.messages).input_ids
-            record.update(prompt_tokens=len(ids), prompt_sha=prompt_digest(ids), prompt_from="klong")
+            record.update(prompt_tokens=prompt["tokens"], prompt_sha=prompt["sha"])
         if attempt:
             record["forced"] = attempt
         return record

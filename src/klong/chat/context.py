@@ -19,6 +19,7 @@ Only turns carried over from an earlier epoch are ever cut, so trained tokens ar
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -121,6 +122,13 @@ class View:
     @property
     def messages(self) -> list[Message]:
         return [m for p in self.parts for m in p.messages]
+
+    def fingerprint(self) -> str:
+        """A short digest of the view's structure (epoch, pinned turns, the turns shown and which are cut): two views of
+        one history are the same view exactly when their fingerprints are equal."""
+        cut = [p.turn for p in self.parts if p.cut]
+        data = f"{self.epoch}|{self.pinned}|{','.join(map(str, self.turns))}|{','.join(map(str, cut))}"
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
 NOTICE_PROBE = "klong-notice-probe"

@@ -174,27 +174,36 @@ def _recorded_view(turn: Sequence[Message]) -> dict[str, Any]:
     return (turn[0].meta or {}).get("context") or {}
 
 
-def _check_calls(traj: Trajectory, turns, seq: RenderedSequence, starts: dict[int, int], epoch: int) -> int:
-    """Compare each call's prompt (the window up to where the call's generation starts) with the runtime's record."""
+def _check_calls(traj: Trajectory, turns, seq: RenderedSequence, starts: dict[int, int],
+                 views: dict[int, View]) -> int:  # fmt: skip
+    """Compare each call of a window with the runtime's record: the view's epoch and structure, and where the backend
+    reported the ids it fed the model, the prompt itself (the window up to where the call's generation starts).
+    Returns the number of calls checked."""
     checked = 0
     for t, end in sorted(starts.items()):
         record = _recorded_view(turns[t])
-        if "epoch" in record and record["epoch"] != epoch:
+        view = views[t]
+        if "epoch" in record and record["epoch"] != view.epoch:
             raise ViewMismatchError(
                 f"trajectory {traj.id}, turn {t}: the runtime was in context epoch {record['epoch']}, the replay in "
-                f"{epoch} (different context settings than the run's, or a bug: please report it)"
+                f"{view.epoch} (other context settings or tokenizer than the run's?)"
+            )
+        if "view_sha" in record and record["view_sha"] != view.fingerprint():
+            raise ViewMismatchError(
+                f"trajectory {traj.id}, turn {t}: the replay shows other turns (turns {view.turns}) than the runtime "
+                "did at this call (other context settings or tokenizer than the run's?)"
             )
         sha = record.get("prompt_sha")
-        if sha is None:
-            continue
-        ids = seq.input_ids[:end]
-        if prompt_digest(ids) != sha:
-            raise ViewMismatchError(
-                f"trajectory {traj.id}, turn {t}: the window's prompt ({len(ids)} tokens) is not the one the model was "
-                f"given ({record.get('prompt_tokens')} tokens, fingerprint {sha}); the tokenizer or chat template "
-                "differs from the run's, or the context settings do"
-            )
-        checked += 1
+        if sha is not None:
+            ids = seq.input_ids[:end]
+            if prompt_digest(ids) != sha:
+                raise ViewMismatchError(
+                    f"trajectory {traj.id}, turn {t}: the window's prompt ({len(ids)} tokens) is not the one the model "
+                    f"was given ({record.get('prompt_tokens')} tokens, fingerprint {sha}); the tokenizer or chat "
+                    "template differs from the run's"
+                )
+        if "view_sha" in record or sha is not None:
+            checked += 1
     return checked
 
 
@@ -261,7 +270,7 @@ def split_trajectory(
         else:
             built = builder.exact_samples(group)
         for seq, first, last, starts in built:
-            checks = _check_calls(traj, conv.turns, seq, starts, epoch) if check else 0
+            checks = _check_calls(traj, conv.turns, seq, starts, dict(group)) if check else 0
             checked_calls += checks
             samples.append(
                 Sample(

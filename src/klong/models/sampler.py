@@ -86,9 +86,11 @@ class Sampler:
         """The new token ids, cut after the first stop id."""
         capture, recorder = _Capture(), _Recorder()
         eos = stop_ids or None
-        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=self.do_sample, temperature=1.0, top_k=0,
-                                  top_p=1.0, repetition_penalty=1.0, eos_token_id=eos, use_cache=True,
-                                  pad_token_id=stop_ids[0] if stop_ids else 0)  # fmt: skip
+        # generate's own warpers off (klong passes its processors); top_k only matters, and is only valid, when sampling
+        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=self.do_sample, temperature=1.0, top_p=1.0,
+                                  repetition_penalty=1.0, eos_token_id=eos, use_cache=True,
+                                  pad_token_id=stop_ids[0] if stop_ids else 0,
+                                  **({"top_k": 0} if self.do_sample else {}))  # fmt: skip
         saved = model.generation_config
         model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=config.pad_token_id,
                                                    bos_token_id=getattr(saved, "bos_token_id", None))  # fmt: skip
