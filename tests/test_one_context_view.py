@@ -151,14 +151,23 @@ def test_epoch_run_killed_and_resumed_splits_into_exactly_its_views(tmp_path, mo
 
 
 @pytest.fixture(scope="module")
-def budget_binding_window(model_dir, tmp_path_factory) -> int:
+def roomy_model_dir(tmp_path_factory, qwen_tokenizer_dir) -> Path:
+    """The same penalised checkpoint, but whose own limit is far above the window: only the window's budget binds."""
+    out = build_tiny_model(tmp_path_factory.mktemp("roomy"), qwen_tokenizer_dir, TinyModelConfig(seed=3))
+    config = json.loads((out / "generation_config.json").read_text())
+    config.update(repetition_penalty=1.3, top_k=20, temperature=0.2, do_sample=True)
+    (out / "generation_config.json").write_text(json.dumps(config))
+    return out
+
+
+@pytest.fixture(scope="module")
+def budget_binding_window(roomy_model_dir, tmp_path_factory) -> int:
     """A window at which the runtime's budget binds exactly: call 6's prompt plus `max_tokens` is the whole window.
-    Measured on a real two-turn episode (the random model's turns all have the same length: cut generations and the
-    same reminder), so that the test holds for any tokenizer and prompt."""
+    Measured on the same episode (same seed) with a window too large to bind: until the budget first binds, the views
+    and hence the seeded samples are the same whatever the window, so call 6's prompt is known to the token."""
     root = tmp_path_factory.mktemp("calibrate")
-    _, prompts = _episode(root, model_dir, "epoch", 8192, turns=2, seed=9)
-    head, step = prompts[0], prompts[1] - prompts[0]
-    return head + 6 * step + MAX_TOKENS
+    _, prompts = _episode(root, roomy_model_dir, "epoch", 8192, turns=7, seed=1)
+    return prompts[6] + MAX_TOKENS
 
 
 def _episode(root: Path, model_dir: Path, policy: str, window: int, *, turns: int, seed: int):
@@ -174,20 +183,20 @@ def _episode(root: Path, model_dir: Path, policy: str, window: int, *, turns: in
 
 
 @pytest.mark.parametrize("policy", ["epoch", "truncate", "sliding"])
-def test_windows_are_the_views_where_the_budget_binds_exactly(tmp_path, model_dir, budget_binding_window, policy):
+def test_windows_are_the_views_where_the_budget_binds_exactly(tmp_path, roomy_model_dir, budget_binding_window, policy):
     """Cut generations at the exact edge of the window: the call whose prompt + max_tokens fills the window was made
     by the runtime, and the splitter must make the same decision (a window ends where sampling ended)."""
     window = budget_binding_window
-    traj, prompts = _episode(tmp_path, model_dir, policy, window, turns=10, seed=1)
+    traj, prompts = _episode(tmp_path, roomy_model_dir, policy, window, turns=10, seed=1)
     assert any(p + MAX_TOKENS == window for p in prompts), (window, prompts)  # the budget did bind exactly
     if policy == "truncate":  # it keeps the start, so the episode ends once the window is full
         assert traj.stop_reason.value == "context_exhausted"
     else:
         assert len({m.meta["context"]["epoch"] for m in _assistants(traj)}) >= 2
-    result = split_trajectory(traj, load_tokenizer(model_dir))  # the recorded settings, checked
+    result = split_trajectory(traj, load_tokenizer(roomy_model_dir))  # the recorded settings, checked
     assert result.checked_calls == len(prompts) and not result.dropped_turns
     rows = [{"input_ids": s.input_ids, "loss_mask": s.loss_mask, "first_turn": s.first_turn,
              "last_turn": s.last_turn, "num_trained": s.num_trained} for s in result.samples]  # fmt: skip
     check_windows(traj, rows, window)
-    stats = first_ppo_step(model_dir, [window_of(s) for s in result.samples], tmp_path, window)
+    stats = first_ppo_step(roomy_model_dir, [window_of(s) for s in result.samples], tmp_path, window)
     assert stats["first_step_ratio_dev_max"] < 1e-4 and stats["first_step_clip_fraction"] == 0.0

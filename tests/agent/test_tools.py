@@ -120,3 +120,58 @@ def test_virtual_costs(tmp_path):
     assert tools.cost("bash", call(tools, "bash", command="echo python train.py")) == 3600
     assert tools.cost("bash", call(tools, "bash", command="ls")) == 60
     assert tools.cost("write_file", call(tools, "write_file", path="a", content="")) == 10
+
+
+def test_a_hard_link_out_of_the_workspace_is_not_read(tmp_path):
+    tools, ws = _box(tmp_path)
+    os.link("/etc/passwd", ws.host_root / "passwd")
+    for name, args in (
+        ("read_file", {"path": "passwd"}),
+        ("edit_file", {"path": "passwd", "old_text": "root", "new_text": "x"}),
+    ):
+        out = call(tools, name, **args)
+        assert "hard links" in out.text and "root:" not in out.text
+    assert "root:" not in call(tools, "search_files", pattern="root").text
+
+
+def test_read_file_streams_and_reaches_every_character(tmp_path):
+    """A 30 MB file of one line is read in parts without loading it (bounded memory), and every character of it can be
+    reached by following the tool's own `start_char` hints; ordinary lines after it are read normally."""
+    import re
+    import tracemalloc
+
+    tools, ws = _box(tmp_path, read_chars=4000)
+    line = "".join(chr(ord("a") + (i % 26)) for i in range(30_000_000))
+    (ws.host_root / "huge.txt").write_text(line + "\nnext line\n")
+    tracemalloc.start()
+    first = call(tools, "read_file", path="huge.txt")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5_000_000 and "(2 lines)" in first.text
+    hint = re.search(r"start_line=1, start_char=(\d+)", first.text)
+    assert hint and int(hint.group(1)) > 3000
+    part = call(tools, "read_file", path="huge.txt", start_line=1, start_char=int(hint.group(1)))
+    shown = part.text.split("\n")[1].split(": ", 1)[1]
+    assert shown == line[int(hint.group(1)) - 1 :][: len(shown)] and len(shown) > 3000
+    tail = call(tools, "read_file", path="huge.txt", start_line=1, start_char=29_999_990)
+    assert line[-11:] in tail.text and "next line" in tail.text and "     2| next line" in tail.text
+    assert "past its end" in call(tools, "read_file", path="huge.txt", start_line=5).text
+
+
+def test_files_klong_writes_belong_to_the_agents_user(tmp_path):
+    """Where the agent runs as another user (klong as root), what the file tools write is handed to that user."""
+    if os.geteuid() != 0:
+        pytest.skip("meaningful only when klong runs as root")
+    task = make_task(tmp_path)
+    ws = Workspace(tmp_path / "ws", "/workspace", owner=(65534, 65534))
+    ws.prepare(task)
+    sandbox = make_sandbox("local", tmp_path / "ws")
+    tools = Toolbox(task, ws, sandbox, AgentConfig(mandatory_reading=False), VirtualClock())
+    call(tools, "write_file", path="submission/deep/new/file.py", content="x = 1\n")
+    for path in [
+        ws.host_root,
+        ws.paper_dir / "paper.md",
+        ws.submission_dir / "deep",
+        ws.submission_dir / "deep/new/file.py",
+    ]:
+        assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534), path

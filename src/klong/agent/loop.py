@@ -47,7 +47,7 @@ class Episode:
         self.run_id = run_id
         self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
         self.on_update = on_update
-        self.workspace = Workspace(sandbox.workspace, sandbox.root)
+        self.workspace = Workspace(sandbox.workspace, sandbox.root, getattr(sandbox, "owner", None))
         self.traj: Trajectory
         self.clock: Clock
         self.tools: Toolbox

@@ -7,6 +7,7 @@ format errors. Sandbox failures raise `SandboxError` and end the episode: the mo
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import json
 import re
@@ -20,7 +21,7 @@ from klong.agent.clock import Clock, format_duration
 from klong.agent.config import PAPER_END_MARKER, AgentConfig
 from klong.agent.prompts import END_REFUSED, READING_REQUIRED
 from klong.agent.workspace import PathRefused, Workspace
-from klong.io import atomic_write_text, format_validation_error
+from klong.io import format_validation_error
 from klong.sandbox import Sandbox
 from klong.schema import Message, ToolCall
 from klong.task import Task
@@ -46,6 +47,7 @@ class ReadFileArgs(_Args):
     path: str = Field(description="File path, relative to the workspace or absolute inside it.")
     start_line: int = Field(1, ge=1, description="First line to show (1-based).")
     end_line: int | None = Field(None, ge=1, description="Last line to show (inclusive); default: as many as fit.")
+    start_char: int = Field(1, ge=1, description="Within start_line, the first character to show (for long lines).")
 
 
 class WriteFileArgs(_Args):
@@ -226,38 +228,29 @@ class Toolbox:
         path = self.workspace.resolve(args.path)
         if not path.is_file():
             return ToolOutcome(f"Error: {args.path}: no such file")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-        end = min(len(lines), args.end_line or len(lines))
-        out, used = [], 0
-        for n in range(args.start_line, end + 1):
-            line = f"{n:6d}| {lines[n - 1]}"
-            if used + len(line) > self.config.read_chars:
-                out.append(f"[... stopped at line {n - 1} of {len(lines)}: read on with start_line={n} ...]")
-                break
-            out.append(line)
-            used += len(line) + 1
-        header = f"{self.workspace.display(path)} ({len(lines)} lines)"
-        return ToolOutcome(header + "\n" + "\n".join(out))
+        self.workspace.check_readable(path, args.path)
+        return ToolOutcome(await asyncio.to_thread(read_lines, path, self.workspace.display(path), args,
+                                                   self.config.read_chars))  # fmt: skip
 
     async def _write_file(self, args: WriteFileArgs) -> ToolOutcome:
         path = self.workspace.resolve(args.path)
         if path.is_dir():
             return ToolOutcome(f"Error: {args.path} is a folder")
-        atomic_write_text(path, args.content, fsync=False)
+        self.workspace.write_text(path, args.content)
         return ToolOutcome(f"Wrote {len(args.content.encode())} bytes to {self.workspace.display(path)}")
 
     async def _edit_file(self, args: EditFileArgs) -> ToolOutcome:
         path = self.workspace.resolve(args.path)
         if not path.is_file():
             return ToolOutcome(f"Error: {args.path}: no such file")
+        self.workspace.check_readable(path, args.path)
         text = path.read_text(encoding="utf-8", errors="replace")
         count = text.count(args.old_text) if args.old_text else 0
         if count == 0:
             return ToolOutcome(f"Error: old_text not found in {args.path}; read the file and copy the text exactly")
         if count > 1 and not args.replace_all:
             return ToolOutcome(f"Error: old_text occurs {count} times in {args.path}; add context or set replace_all")
-        atomic_write_text(path, text.replace(args.old_text, args.new_text), fsync=False)
+        self.workspace.write_text(path, text.replace(args.old_text, args.new_text))
         return ToolOutcome(f"Replaced {count} occurrence(s) in {self.workspace.display(path)}")
 
     async def _search(self, args: SearchFilesArgs) -> ToolOutcome:
@@ -271,7 +264,7 @@ class Toolbox:
         for f in files:
             if args.glob and not fnmatch.fnmatch(f.name, args.glob):
                 continue
-            if f.stat().st_size > 5_000_000:
+            if f.stat().st_size > 5_000_000 or f.stat().st_nlink > 1:
                 continue
             try:
                 text = f.read_text(encoding="utf-8")
@@ -310,6 +303,62 @@ class Toolbox:
             left = format_duration(self.config.time_limit - elapsed)
             return ToolOutcome(END_REFUSED.format(why="; ".join(reasons), left=left))
         return ToolOutcome("Task ended. The submission folder will be graded.", end_task=True)
+
+
+def count_lines(path) -> int:
+    """Lines of a file, counted in blocks (never the whole file in memory)."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
+def read_lines(path, shown: str, args: ReadFileArgs, budget: int) -> str:
+    """Lines `start_line`.. (from character `start_char` of the first), numbered, within `budget` characters, read as a
+    stream: memory stays bounded by the budget whatever the file (a 300 MB one-line file included), and every
+    character can be reached, since a line longer than the budget is shown in parts (`start_char`)."""
+    total = count_lines(path)
+    out: list[str] = []
+    used = 0
+    with open(path, encoding="utf-8", errors="replace", newline=None) as f:
+        n = 1
+        while n < args.start_line:  # skip whole lines, in bounded pieces
+            piece = f.readline(1 << 16)
+            if not piece:
+                return f"{shown} ({total} lines)\n[the file has {total} lines; start_line {args.start_line} is past its end]"
+            n += piece.endswith("\n")
+        col = 1
+        while col < args.start_char:  # skip within the line
+            piece = f.readline(min(args.start_char - col, 1 << 16))
+            if not piece or piece.endswith("\n"):
+                return f"{shown} ({total} lines)\n[line {n} is shorter than {args.start_char} characters]"
+            col += len(piece)
+        while args.end_line is None or n <= args.end_line:
+            prefix = f"{n:6d}| " if col == 1 else f"{n:6d}|+{col - 1}: "
+            room = budget - used - len(prefix)
+            if room <= 0:
+                out.append(f"[... stopped before line {n} of {total}: read on with start_line={n} ...]")
+                break
+            piece = f.readline(room + 1)
+            if not piece:
+                break
+            if piece.endswith("\n"):
+                out.append(prefix + piece[:-1])
+                used += len(prefix) + len(piece)
+                n, col = n + 1, 1
+                continue
+            if len(piece) <= room:  # the last line, without a newline
+                out.append(prefix + piece)
+                break
+            out.append(prefix + piece[:room])
+            col += room
+            out.append(
+                f"[... line {n} continues at character {col}: read on with start_line={n}, start_char={col} ...]"
+            )
+            break
+    return f"{shown} ({total} lines)\n" + "\n".join(out)
 
 
 def submission_files(workspace: Workspace) -> list[str]:

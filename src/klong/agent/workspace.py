@@ -1,7 +1,9 @@
 """The agent's workspace: `paper/` (paper, addendum, blacklist; never the rubric) and `submission/` (what is graded).
 
 File tools resolve every path through `Workspace.resolve`, which refuses anything outside the workspace: `..` escapes,
-absolute paths elsewhere, and symlinks that lead out.
+absolute paths elsewhere, and symlinks that lead out; `Workspace.check_readable` also refuses a file with several hard
+links (one of them may be outside). Where the sandbox runs the agent as another user (klong as root), everything klong
+writes here is handed to that user (`owner`), so that the agent can change what the file tools wrote.
 """
 
 from __future__ import annotations
@@ -19,9 +21,36 @@ class PathRefused(Exception):
 
 
 class Workspace:
-    def __init__(self, host_root: str | Path, agent_root: str):
+    def __init__(self, host_root: str | Path, agent_root: str, owner: tuple[int, int] | None = None):
         self.host_root = Path(host_root).resolve()
         self.agent_root = agent_root.rstrip("/") or "/"
+        self.owner = owner
+
+    def _own(self, path: Path) -> None:
+        if self.owner is not None:
+            os.lchown(path, *self.owner)
+
+    def mkdirs(self, folder: Path) -> None:
+        """Create `folder` and its missing parents inside the workspace, owned by the agent's user."""
+        missing = []
+        while folder != self.host_root and not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+            self._own(path)
+
+    def write_text(self, path: Path, text: str, *, fsync: bool = False) -> None:
+        """Atomically (re)write a file of the workspace, with its folders, owned by the agent's user."""
+        self.mkdirs(path.parent)
+        atomic_write_text(path, text, fsync=fsync)
+        self._own(path)
+
+    @staticmethod
+    def check_readable(path: Path, shown: str) -> None:
+        """Refuse what could expose a file outside the workspace: a file with several hard links."""
+        if path.is_file() and path.stat().st_nlink > 1:
+            raise PathRefused(f"{shown}: has {path.stat().st_nlink} hard links (one may be outside the workspace)")
 
     @property
     def paper_dir(self) -> Path:
@@ -33,13 +62,14 @@ class Workspace:
 
     def prepare(self, task: Task) -> None:
         """Write the agent-visible task files (idempotent; never the rubric)."""
-        self.paper_dir.mkdir(parents=True, exist_ok=True)
-        self.submission_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.paper_dir / PAPER_FILE, task.paper)
-        atomic_write_text(self.paper_dir / ADDENDUM_FILE, task.addendum)
-        atomic_write_text(
-            self.paper_dir / BLACKLIST_FILE, "\n".join(task.blacklist) + "\n" if task.blacklist else "none\n"
-        )
+        self.host_root.mkdir(parents=True, exist_ok=True)
+        self._own(self.host_root)
+        self.mkdirs(self.paper_dir)
+        self.mkdirs(self.submission_dir)
+        self.write_text(self.paper_dir / PAPER_FILE, task.paper, fsync=True)
+        self.write_text(self.paper_dir / ADDENDUM_FILE, task.addendum, fsync=True)
+        blacklist = "\n".join(task.blacklist) + "\n" if task.blacklist else "none\n"
+        self.write_text(self.paper_dir / BLACKLIST_FILE, blacklist, fsync=True)
         self.copy_task_files(task)
 
     def copy_task_files(self, task: Task) -> None:
@@ -52,8 +82,9 @@ class Workspace:
             source = (task.path / src).resolve()
             target = self.resolve(dst)
             if source.is_file() and not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
+                self.mkdirs(target.parent)
                 shutil.copy2(source, target)
+                self._own(target)
 
     def resolve(self, path: str) -> Path:
         """Host path for a path the agent gave (relative to the workspace, or absolute under it)."""

@@ -12,6 +12,8 @@ __all__ = ["CommandResult", "Sandbox", "SandboxConfig", "make_sandbox"]
 
 
 def make_sandbox(kind: str, workspace: str | Path, config: SandboxConfig | None = None) -> Sandbox:
+    """A sandbox for `workspace`; its processes are labelled by the workspace, so a resumed episode (same workspace)
+    finds and kills what a killed klong left running."""
     config = config or SandboxConfig()
     workspace = Path(workspace).resolve()
     if kind == "local":

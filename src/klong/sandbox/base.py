@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from klong.sandbox.process import CommandResult
 
@@ -28,7 +28,22 @@ class SandboxConfig(BaseModel):
     output_head_bytes: int = 8000
     output_tail_bytes: int = 8000
     hide_paths: list[str] = Field(default_factory=list)
-    """Host paths made invisible inside `bwrap` (task dirs, run dirs, credentials); ignored by `local`."""
+    """Host paths kept out of reach inside `bwrap` even where they lie in a mounted folder (task dirs, run dirs);
+    `bwrap` mounts only an allowlist anyway. Ignored by `local`."""
+    ro_paths: list[str] = Field(default_factory=list)
+    """`bwrap`: host folders mounted read-only besides the system folders (e.g. a conda environment)."""
+    mount_python: bool = True
+    """`bwrap`: mount the Python installation klong runs with (read-only), so `python3` in the sandbox is the host's."""
+    uid: int = 65534
+    """`bwrap` under root: the unprivileged host uid the agent's commands run as (never host root); `docker` under
+    root uses 1000 inside the container."""
+    gid: int = 65534
+    tmp_bytes: int = 1 << 30
+    """Size of the sandbox's own `/tmp` (`bwrap`: a bounded tmpfs; `docker`: a tmpfs mount)."""
+    workspace_bytes: int = 50 << 30
+    """Disk the workspace may use: no file may grow larger (RLIMIT_FSIZE), and a command whose workspace exceeds it
+    is killed (checked every `disk_check_seconds`)."""
+    disk_check_seconds: float = 1.0
     docker_image: str = "klong-sandbox:latest"
     """Image for `docker`; built from `docker/Dockerfile` of the repository when missing."""
     docker_base: str | None = None
@@ -37,6 +52,20 @@ class SandboxConfig(BaseModel):
     docker_memory: str = "8g"
     network: bool = False
     """Allow network access (`bwrap` and `docker`; `local` has whatever the host has)."""
+
+    @field_validator("max_processes", "max_output_bytes", "tmp_bytes", "workspace_bytes")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("disk_check_seconds")
+    @classmethod
+    def _interval(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError("must be > 0")
+        return v
 
 
 @runtime_checkable
@@ -51,6 +80,8 @@ class Sandbox(Protocol):
     kind: str
     workspace: Path
     root: str
+    owner: tuple[int, int] | None
+    """The (uid, gid) the agent's files must belong to for it to change them (when klong runs as root), or None."""
 
     async def start(self) -> None: ...
 

@@ -36,12 +36,13 @@ def ensure_image(client, tag: str, context: Path = DOCKERFILE_DIR, base: str | N
 class DockerSandbox:
     kind = "docker"
 
-    def __init__(self, workspace: Path, config: SandboxConfig):
+    def __init__(self, workspace: Path, config: SandboxConfig, label: str | None = None):
         self.workspace = workspace
         self.root = MOUNT
         self.config = config
         self._container = None
         self._user_spec = ""
+        self.owner = (AGENT_UID, AGENT_UID) if os.getuid() == 0 else None
 
     async def start(self) -> None:
         await asyncio.to_thread(self._start)

@@ -1,7 +1,8 @@
 """Run one command as a process group with a timeout, bounded output and a bound on the number of processes.
 
 Shared by the sandboxes: the command runs in a new session (its own process group); on timeout, or when it spawns
-more than `max_processes` processes, or when it writes more than `max_output_bytes`, the whole group is killed. Output
+more than `max_processes` processes, or when it writes more than `max_output_bytes`, or when its workspace grows past
+its disk bound, the whole group is killed (bounds other than time and output are watched by `klong.sandbox.watch`). Output
 (stdout and stderr interleaved) is kept as a head and a tail; what was cut in between is counted and reported.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from klong.exceptions import SandboxError
+from klong.sandbox.watch import MARKER, Watch, Watched, descendants
 
 
 @dataclass
@@ -38,31 +40,9 @@ class CommandResult:
         return self.exit_code == 0
 
 
-def _descendants(root: int) -> list[int]:
-    """Pids of every live descendant of `root` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name may contain spaces and parentheses: fields start after the last ')'
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            out.append(child)
-            stack.append(child)
-    return out
-
-
 def kill_group(proc: asyncio.subprocess.Process) -> None:
     """Kill the process group and any descendant that left it."""
-    pids = _descendants(proc.pid)
+    pids = descendants(proc.pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     for pid in pids:
@@ -114,14 +94,24 @@ async def run_process(
     tail_bytes: int = 8000,
     max_output_bytes: int = 1 << 30,
     max_processes: int = 256,
-    poll_interval: float = 0.2,
+    marker: str | None = None,
+    workspace: Path | None = None,
+    max_disk_bytes: int | None = None,
+    reap: bool = True,
 ) -> CommandResult:
+    """Run `argv` as its own process group. The shared `Watch` bounds its processes and its workspace's disk use;
+    `marker` (`episode:command`, put in the environment every child inherits) finds, when the command ends, whatever
+    escaped the group (`setsid`, `nohup ... & disown`), which the watch thread kills (`reap`; a sandbox with its own
+    PID namespace needs none of it): no process outlives its command."""
     start = time.monotonic()
+    run_env = dict(env)
+    if marker is not None:
+        run_env[MARKER] = marker
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=str(cwd) if cwd is not None else None,
-            env=dict(env),
+            env=run_env,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -133,8 +123,12 @@ async def run_process(
     capture = _Capture(head_bytes, tail_bytes)
     killed: str | None = None
 
-    async def pump() -> None:
+    def kill(reason: str) -> None:  # also called from the watch thread
         nonlocal killed
+        killed = killed or reason
+        kill_group(proc)
+
+    async def pump() -> None:
         assert proc.stdout is not None
         while True:
             chunk = await proc.stdout.read(65536)
@@ -142,36 +136,28 @@ async def run_process(
                 return
             capture.add(chunk)
             if capture.total > max_output_bytes and killed is None:
-                killed = "too much output"
-                kill_group(proc)
+                kill("too much output")
 
-    async def watchdog() -> None:
-        nonlocal killed
-        while proc.returncode is None:
-            await asyncio.sleep(poll_interval)
-            if proc.returncode is None and len(_descendants(proc.pid)) > max_processes:
-                killed = killed or "too many processes"
-                kill_group(proc)
-                return
-
+    watch = Watch.shared()
+    watch.add(Watched(proc.pid, max_processes, kill, workspace, max_disk_bytes))
     if stdin is not None and proc.stdin is not None:
         proc.stdin.write(stdin)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             await proc.stdin.drain()
         proc.stdin.close()
     pump_task = asyncio.ensure_future(pump())
-    dog_task = asyncio.ensure_future(watchdog())
     try:
         await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
     except TimeoutError:
-        killed = killed or "timeout"
-        kill_group(proc)
+        kill("timeout")
         await proc.wait()
     except asyncio.CancelledError:
         kill_group(proc)
         raise
     finally:
-        dog_task.cancel()
+        watch.remove(proc.pid)
+    if marker is not None and reap:  # what left the group and outlived the command
+        watch.reap(marker)
     # The group is gone; a detached grandchild may still hold the pipe open: bound the wait for EOF.
     try:
         await asyncio.wait_for(pump_task, 2.0)
