@@ -133,7 +133,9 @@ def test_run_command_batch_skip_redo(tmp_path):
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "no runs needed running" in again.output
     redo = runner.invoke(app, [*args, "--redo"])
-    assert redo.exit_code == 0 and len((out / "summaries.jsonl").read_text().splitlines()) == 8
+    # one line per run; the replaced runs are kept aside, not deleted
+    assert redo.exit_code == 0 and len((out / "summaries.jsonl").read_text().splitlines()) == 4
+    assert len(list((out / "replaced").iterdir())) == 4
 
     # an unfinished trajectory is not silently overwritten
     traj = json.loads((out / "trajectories" / "alpha__a0.json").read_text())

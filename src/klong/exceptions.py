@@ -21,6 +21,9 @@ class StopReason(StrEnum):
     """The configured limit on assistant turns was reached."""
     CONTEXT_EXHAUSTED = "context_exhausted"
     """The pinned prefix alone no longer fits the context window, so no further call is possible."""
+    REFUSED = "refused"
+    """The model kept making only calls the scaffold refuses (`max_refusals` turns in a row, e.g. `end_task` before
+    reading the paper): a normal end of a stuck episode, graded like any other."""
     MODEL_ERROR = "model_error"
     """The model endpoint kept failing after all retries (infrastructure, never shown to the model)."""
     SANDBOX_ERROR = "sandbox_error"

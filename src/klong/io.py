@@ -89,6 +89,8 @@ def parse_json(text: str, path: str | Path) -> Any:
         raise InputFileError(path, "file is empty, expected JSON")
     try:
         return json.loads(text)
+    except RecursionError:
+        raise InputFileError(path, "nested too deeply to read (lists or objects thousands of levels deep)") from None
     except json.JSONDecodeError as e:
         problem = f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
         if _ends_inside_value(text):

@@ -52,8 +52,9 @@ def _saved_messages(path) -> int:
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     make_task(tmp_path / "tasks", paragraphs=6)
     script = _script(tmp_path / "script.yaml")
+    # a command killed while running is run again (`rerun`), so that the result equals the uninterrupted run's
     common = [str(tmp_path / "tasks" / "toy"), "--model", f"scripted:{script}", "--clock", "virtual",
-              "-c", "page_chars=1500", "-c", "time_limit=36000"]  # fmt: skip
+              "-c", "page_chars=1500", "-c", "time_limit=36000", "-c", "interrupted_calls=rerun"]  # fmt: skip
     reference = tmp_path / "reference"
     assert _klong("run", *common, "--out", str(reference)).wait(60) == 0
 
@@ -87,3 +88,29 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     t0 = time.monotonic()
     assert _klong("run", *common, "--out", str(killed), "--resume").wait(60) == 0
     assert len((killed / "summaries.jsonl").read_text().splitlines()) == 1 and time.monotonic() - t0 < 30
+
+
+def test_a_call_killed_while_running_is_reported_not_silently_rerun(tmp_path):
+    """By default (`interrupted_calls: report`) a command that was running when klong was killed is not run again on
+    resume: the model is told it was interrupted and may have partly run."""
+    make_task(tmp_path / "tasks", paragraphs=2)
+    turns = [{"content": "Read.", "tool_calls": [{"name": "read_paper", "arguments": {"page": 1}}]},
+             {"content": "Long.", "tool_calls": [{"name": "bash", "arguments": {"command": "echo once >> submission/log; sleep 30"}}]},
+             {"content": "Done.", "tool_calls": [{"name": "end_task", "arguments": {}}]}]  # fmt: skip
+    script = tmp_path / "script.yaml"
+    script.write_text(yaml.safe_dump({"turns": turns}))
+    out = tmp_path / "run"
+    common = [str(tmp_path / "tasks" / "toy"), "--model", f"scripted:{script}", "--clock", "virtual", "--out", str(out)]
+    proc = _klong("run", *common)
+    log = out / "workspaces" / "toy__a0" / "submission" / "log"
+    deadline = time.monotonic() + 60
+    while not log.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _klong("run", *common, "--resume").wait(60) == 0
+    traj = read_trajectory(out / "trajectories" / "toy__a0.json")
+    results = [m.content for m in traj.messages if m.role == "tool"]
+    assert traj.stop_reason.value == "end_task" and any("[interrupted" in r for r in results)
+    assert log.read_text() == "once\n"  # not run a second time

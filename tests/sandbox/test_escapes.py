@@ -110,7 +110,7 @@ def test_what_a_killed_klong_left_running_is_killed_on_resume(tmp_path):
     proc.wait()
     time.sleep(0.2)
     assert _alive("klong-orphan"), "the orphan outlived klong (what this test is about)"
-    asyncio.run(make_sandbox("local", ws).start())
+    asyncio.run(make_sandbox("local", ws).reclaim())  # what the runtime does before a resumed episode
     time.sleep(0.2)
     assert _alive("klong-orphan") == []
 

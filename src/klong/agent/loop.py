@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from klong.agent.clock import Clock, VirtualClock, WallClock, format_duration
 from klong.agent.config import AgentConfig
 from klong.agent.monitor import blacklist_violations
-from klong.agent.prompts import NO_TOOL_CALL, SYSTEM_PROMPT, TIME_NOTICE, task_message
-from klong.agent.tools import Toolbox
+from klong.agent.prompts import INTERRUPTED, NO_TOOL_CALL, NOT_RUN_AFTER_END, SYSTEM_PROMPT, TIME_NOTICE, task_message
+from klong.agent.tools import SIDE_EFFECTS, Toolbox
 from klong.agent.workspace import Workspace
 from klong.chat.approx import ApproxRenderer
 from klong.chat.context import ContextConfig, ContextExhaustedError, ContextPolicy
@@ -32,6 +32,7 @@ from klong.chat.render import ChatRenderer
 from klong.exceptions import ConfigError, ContextLengthError, InputFileError, ModelError, SandboxError, StopReason
 from klong.io import format_validation_error
 from klong.protocols import Model
+from klong.redact import redact
 from klong.sandbox import Sandbox
 from klong.schema import Message, Trajectory, TrajectoryWriter, read_trajectory
 from klong.task import Task
@@ -139,7 +140,7 @@ class Episode:
 
     def _stop(self, reason: StopReason, detail: str | None = None) -> None:
         self.traj.stop_reason = reason
-        self.traj.stop_detail = detail
+        self.traj.stop_detail = redact(detail)  # an endpoint's error may echo the API key
 
     def _time_up(self) -> bool:
         return self.clock.elapsed() >= self.config.time_limit
@@ -148,8 +149,17 @@ class Episode:
     async def run(self, *, resume: bool = False) -> Trajectory:
         self._setup(resume)
         if self.traj.finished:
-            return self.traj
+            if not (resume and self.traj.stop_reason.is_infrastructure):
+                return self.traj
+            # an infrastructure stop is not the end of the episode: resuming goes on from where it stopped
+            self.traj.meta.setdefault("resumed_after", []).append(
+                {"stop_reason": self.traj.stop_reason.value, "stop_detail": self.traj.stop_detail}
+            )
+            self.traj.stop_reason = self.traj.stop_detail = None
         self._save("start")
+        reclaim = getattr(self.sandbox, "reclaim", None)
+        if reclaim is not None:  # what a killed klong left running must not go on beside the resumed episode
+            await reclaim()
         await self.sandbox.start()
         try:
             await self._answer_pending()
@@ -223,7 +233,8 @@ class Episode:
 
     async def _answer_pending(self) -> None:
         """Run the tool calls of the last assistant message that have no result yet (all of them, or the rest after a
-        resume), then add the time notice."""
+        resume), then add the time notice. An accepted `end_task` and the stop reason are saved together; a call
+        that was running when klong was killed is reported as interrupted on resume (`interrupted_calls`)."""
         last = next(
             (i for i in range(len(self.traj.messages) - 1, -1, -1) if self.traj.messages[i].role == "assistant"), None
         )
@@ -231,17 +242,31 @@ class Episode:
             return
         assistant = self.traj.messages[last]
         answered = {m.tool_call_id for m in self.traj.messages[last + 1 :] if m.role == "tool"}
+        running = self.traj.meta.pop("running_call", None)
         ended = False
+        refused = bool(assistant.tool_calls)
         for call in assistant.tool_calls or []:
             if call.id in answered:
                 continue
-            if self._time_up():
-                outcome_text, end = "[not run: the time limit was reached]", False
+            end = False
+            if ended:
+                outcome_text = NOT_RUN_AFTER_END
+            elif call.id == running and self.config.interrupted_calls == "report":
+                outcome_text, refused = INTERRUPTED, False
+            elif self._time_up():
+                outcome_text, refused = "[not run: the time limit was reached]", False
             else:
+                if call.function.name in SIDE_EFFECTS:  # so that a kill during the call is known on resume
+                    self.traj.meta["running_call"] = call.id
+                    self._save("call")
                 outcome = await self.tools.execute(call)
+                self.traj.meta.pop("running_call", None)
                 self.clock.charge(self.tools.cost(call.function.name, outcome))
                 outcome_text, end = outcome.text, outcome.end_task
-            ended = ended or end
+                refused = refused and outcome.refused
+            if end:
+                ended = True
+                self._stop(StopReason.END_TASK)
             self.traj.messages.append(self._stamp(Message(role="tool", content=outcome_text, tool_call_id=call.id,
                                                           name=call.function.name)))  # fmt: skip
             self._save(call.function.name)
@@ -252,9 +277,17 @@ class Episode:
             self.traj.messages.append(self._stamp(Message(role=self.policy.notice_role, content=text)))
             self._save("reminder")
         if ended:
-            self._stop(StopReason.END_TASK)
-        else:
+            return
+        self._count_refusals(refused)
+        if not self.traj.finished:
             self._time_notice()
+
+    def _count_refusals(self, refused: bool) -> None:
+        """Turns in a row whose every call the scaffold refused; `max_refusals` of them end the episode."""
+        count = int(self.traj.meta.get("refusals_in_a_row", 0)) + 1 if refused else 0
+        self.traj.meta["refusals_in_a_row"] = count
+        if count >= self.config.max_refusals:
+            self._stop(StopReason.REFUSED, f"{count} turns in a row made only calls the scaffold refused")
 
     def _time_notice(self) -> None:
         used = self.clock.elapsed() / self.config.time_limit if self.config.time_limit else 0.0

@@ -35,6 +35,11 @@ NO_TOOL_CALL = (
     "complete."
 )
 TIME_NOTICE = "[time] {used} used, {left} left of {limit}."
+INTERRUPTED = (
+    "[interrupted: the run was stopped while this call was running, and resumed. It may have partly run: check its "
+    "effects (files, processes) before running it again.]"
+)
+NOT_RUN_AFTER_END = "[not run: an earlier call of this reply ended the task]"
 
 
 def task_message(task: Task, root: str, time_limit: float, template: str | None = None) -> str:

@@ -82,6 +82,8 @@ class ToolOutcome:
     end_task: bool = False
     cost_key: str = ""
     """Text matched against `command_costs` (the command or code run), empty for other tools."""
+    refused: bool = False
+    """The scaffold refused the call (reading not done, `end_task` too early)."""
 
 
 @dataclass
@@ -120,6 +122,10 @@ def paginate(text: str, page_chars: int) -> list[str]:
         pages.append(text[start:end])
         start = end
     return pages or [""]
+
+
+SIDE_EFFECTS = ("bash", "python", "write_file", "edit_file")
+"""Tools whose call may have done something even if klong was killed before saving its result."""
 
 
 class Toolbox:
@@ -192,7 +198,7 @@ class Toolbox:
             return ToolOutcome(f"Error: invalid arguments for {spec.name}: {format_validation_error(e)}")
         if spec.name != "read_paper" and not self.reading_done:
             page = min(set(range(1, len(self.pages) + 1)) - self.pages_read)
-            return ToolOutcome(READING_REQUIRED.format(page=page, pages=len(self.pages)))
+            return ToolOutcome(READING_REQUIRED.format(page=page, pages=len(self.pages)), refused=True)
         try:
             return await spec.handler(args)
         except PathRefused as e:
@@ -301,7 +307,7 @@ class Toolbox:
             reasons.append(f"only {self.turns} of the {self.config.min_end_turns} minimum turns")
         if reasons:
             left = format_duration(self.config.time_limit - elapsed)
-            return ToolOutcome(END_REFUSED.format(why="; ".join(reasons), left=left))
+            return ToolOutcome(END_REFUSED.format(why="; ".join(reasons), left=left), refused=True)
         return ToolOutcome("Task ended. The submission folder will be graded.", end_task=True)
 
 

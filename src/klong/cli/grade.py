@@ -51,9 +51,11 @@ def grade_cmd(
     from klong.judge.cache import JudgeCache, default_cache_dir
     from klong.judge.grade import grade_submission, make_judge, write_grade
     from klong.models.config import ModelConfig
+    from klong.sandbox import check_sandbox
     from klong.schema import read_trajectory
     from klong.task import read_task
 
+    check_sandbox(sandbox)
     submission = target[0]
     if not submission.is_dir():
         raise ConfigError(f"{submission}: not a folder")

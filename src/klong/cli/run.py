@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from klong.cli.common import app, console, handle_errors
+from klong.cli.common import app, console, err_console, handle_errors
 
 
 @app.command("run")
@@ -30,6 +30,9 @@ def run_cmd(
     max_turns: Annotated[int | None, typer.Option("--max-turns", help="Cap on assistant turns.")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint URL.")] = None,
     api_key_env: Annotated[str, typer.Option("--api-key-env", help="Env var holding the API key.")] = "OPENAI_API_KEY",
+    max_retries: Annotated[
+        int, typer.Option("--max-retries", help="Retries of a failed or malformed endpoint answer.")
+    ] = 6,
     tokenizer: Annotated[
         Path | None, typer.Option("--tokenizer", help="Tokenizer of the served model (context counting).")
     ] = None,
@@ -44,14 +47,19 @@ def run_cmd(
     ] = None,
 ) -> None:
     """Run a model on tasks: a trajectory and a submission per (task, attempt)."""
+    from pydantic import ValidationError
+
     from klong.agent.config import AgentConfig
     from klong.config import deep_merge, load_config, merge_sources, parse_duration, write_config
+    from klong.exceptions import ConfigError, StopReason
+    from klong.io import format_validation_error
     from klong.models import load_model
     from klong.models.config import ModelConfig
     from klong.models.tokenizer import load_tokenizer
     from klong.provenance import collect_run_meta
     from klong.rollout.progress import RolloutProgress
-    from klong.rollout.runner import run_rollouts
+    from klong.rollout.runner import read_summaries, run_rollouts
+    from klong.sandbox import check_sandbox
     from klong.schema import write_run_meta
     from klong.task import find_tasks
 
@@ -74,14 +82,26 @@ def run_cmd(
     gen = {
         k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items() if v is not None
     }
-    model_config = ModelConfig(base_url=base_url, api_key_env=api_key_env, logprobs=logprobs, **gen)
+    # every input is checked before the run dir is touched: a mistake changes nothing already written
+    try:
+        model_config = ModelConfig(base_url=base_url, api_key_env=api_key_env, logprobs=logprobs,
+                                   max_retries=max_retries, **gen)  # fmt: skip
+    except ValidationError as e:
+        raise ConfigError(f"invalid model settings: {format_validation_error(e)}") from None
+    if concurrency < 1 or attempts < 1:
+        raise ConfigError(f"--concurrency and --attempts must be at least 1 (got {concurrency}, {attempts})")
+    check_context(agent_config.context, model_config.max_tokens)
+    check_sandbox(sandbox)
+    load_model(model, model_config)  # an unknown kind, a missing folder or script: an error now, not after --redo
+    tok = load_tokenizer(tokenizer) if tokenizer is not None else None
+    check_run_dir(out, agent_config, redo=redo)
 
     out.mkdir(parents=True, exist_ok=True)
     write_config(out / "config.yaml", agent_config)
-    meta = collect_run_meta()
-    meta.extra = {"model": model, "sandbox": sandbox, "tasks": [t.id for t in task_list], "attempts": attempts}
-    write_run_meta(out / "meta.json", meta)
-    tok = load_tokenizer(tokenizer) if tokenizer is not None else None
+    if not (out / "meta.json").exists() or redo:
+        meta = collect_run_meta()
+        meta.extra = {"model": model, "sandbox": sandbox, "tasks": [t.id for t in task_list], "attempts": attempts}
+        write_run_meta(out / "meta.json", meta)
 
     with RolloutProgress(console) as progress:
         summaries = asyncio.run(run_rollouts(
@@ -97,3 +117,44 @@ def run_cmd(
         table.add_row(s.run_id, s.stop_reason or "-", str(s.assistant_turns), str(s.tool_calls), f"{t:.0f}s",
                       f"{s.prompt_tokens + s.completion_tokens:,}", str(s.submission_files), str(s.blacklist_violations))  # fmt: skip
     console.print(table if summaries else "no runs needed running (finished runs are skipped; --redo runs them again)")
+    failed = [r for r in read_summaries(out) if r.stop_reason and StopReason(r.stop_reason).is_infrastructure]
+    if failed:
+        listing = "; ".join(f"{r.run_id}: {r.stop_reason} ({r.stop_detail})" for r in failed)
+        err_console.print(f"{len(failed)} run(s) ended by an infrastructure failure (continue them with --resume): "
+                          f"{listing}", highlight=False, markup=False)  # fmt: skip
+        raise typer.Exit(code=1)
+
+
+def check_context(context, max_tokens: int) -> None:
+    """The context settings must leave room for the model's longest answer (the runtime reserves `max_tokens`)."""
+    from pydantic import ValidationError
+
+    from klong.chat.context import ContextConfig
+    from klong.exceptions import ConfigError
+    from klong.io import format_validation_error
+
+    if context.max_context_tokens < 256:
+        raise ConfigError(f"--max-len {context.max_context_tokens} is too small for any agent prompt (at least 256)")
+    try:
+        ContextConfig.model_validate(
+            {**context.model_dump(), "reserve_tokens": max(context.reserve_tokens, max_tokens)}
+        )
+    except ValidationError as e:
+        raise ConfigError(f"--max-tokens {max_tokens} does not fit the context: {format_validation_error(e)}") from None
+
+
+def check_run_dir(out: Path, config, *, redo: bool) -> None:
+    """A run dir keeps the settings it was started with: other settings need --redo (or another --out)."""
+    import yaml
+
+    from klong.exceptions import ConfigError
+
+    existing = out / "config.yaml"
+    if redo or not existing.exists():
+        return
+    old = yaml.safe_load(existing.read_text()) or {}
+    new = config.model_dump(mode="json")
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        raise ConfigError(f"{out} holds a run with other settings ({', '.join(changed)}): use the same settings to "
+                          "continue it, --redo to start over, or another --out")  # fmt: skip

@@ -44,6 +44,8 @@ def import_openai_chat(data: Any, path: Path) -> Trajectory:
         if "messages" not in data:
             raise ImportFormatError(path, "expected a list of chat messages or an object with `messages`")
         raw = require_list(data["messages"], "messages", path)
+        if not raw:
+            raise ImportFormatError(path, "`messages` is empty: nothing to import")
         if data.get("tools") is not None:
             tools = [
                 require_mapping(t, f"tools[{i}]", path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from klong.chat.parsing import ToolFormat
 
@@ -36,3 +36,18 @@ class ModelConfig(BaseModel):
     """`hf`: torch device (default: cuda if available, else cpu)."""
     dtype: str = "auto"
     """`hf`: torch dtype (`auto`, `float32`, `bfloat16`)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        problems = []
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.max_tokens < 1:
+            problems.append(f"max_tokens must be at least 1, not {self.max_tokens}")
+        if self.max_retries < 0 or not self.request_timeout > 0:
+            problems.append("max_retries must be >= 0 and request_timeout > 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

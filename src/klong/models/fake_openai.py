@@ -8,7 +8,9 @@ dict with any of:
 - `context_length_error: true`: the 400 a server sends when the prompt is too long;
 - `delay`: seconds to wait before answering (slow answers, timeouts, fixed latency);
 - `token_ids` (+ `logprobs`): returned as `logprobs.content` with `token_id:N` tokens, as vLLM does;
-- `usage`: `{"prompt_tokens": .., "completion_tokens": ..}` (default: rough counts from the characters).
+- `usage`: `{"prompt_tokens": .., "completion_tokens": ..}` (default: rough counts from the characters);
+- `body` (a JSON object) or `raw` (text): sent as the 200 response instead (malformed answers: a choice without
+  `message`, a truncated JSON body).
 
 Every request body is kept in `requests`. Used as a context manager it serves in a background thread.
 """
@@ -73,8 +75,8 @@ class FakeOpenAIServer:
                 status, payload = server._answer(body)
                 self._send(status, payload)
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, payload: dict[str, Any] | str) -> None:
+                data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -122,7 +124,7 @@ class FakeOpenAIServer:
                 return {"status": 500, "message": "fake server: script exhausted"}
         return self._responder(body) if self._responder else {"status": 500, "message": f"no reply {index}"}
 
-    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any] | str]:
         reply = self._next_reply(body)
         delay = self.latency + float(reply.get("delay", 0.0))
         if delay:
@@ -134,6 +136,10 @@ class FakeOpenAIServer:
         if "status" in reply:
             return int(reply["status"]), {"error": {"message": reply.get("message", "injected error"),
                                                     "type": "server_error", "param": None, "code": None}}  # fmt: skip
+        if "raw" in reply:
+            return 200, reply["raw"]
+        if "body" in reply:
+            return 200, reply["body"]
         return 200, self._completion(body, reply)
 
     def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:

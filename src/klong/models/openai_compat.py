@@ -10,11 +10,13 @@ sampled token ids and logprobs are recorded (vLLM's `return_tokens_as_token_ids`
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from klong import redact
 from klong.chat.parsing import parse_reply
 from klong.exceptions import ContextLengthError, ModelError
 from klong.models.config import ModelConfig
@@ -37,9 +39,11 @@ class OpenAIModel:
         self.config = config or ModelConfig()
         self.model_name = model_name
         self.name = f"openai:{model_name}"
+        api_key = os.environ.get(self.config.api_key_env)
+        redact.register(api_key)  # an endpoint that echoes it in an error message must not get it into a file
         self.client = openai.AsyncOpenAI(
             base_url=self.config.base_url or os.environ.get("OPENAI_BASE_URL"),
-            api_key=os.environ.get(self.config.api_key_env) or "EMPTY",
+            api_key=api_key or "EMPTY",
             max_retries=self.config.max_retries,
             timeout=self.config.request_timeout,
         )
@@ -69,19 +73,36 @@ class OpenAIModel:
         if c.logprobs:
             kwargs["logprobs"] = True
             kwargs["extra_body"] = {"return_tokens_as_token_ids": True}
-        try:
-            response = await self.client.chat.completions.create(**kwargs)
-        except openai.APIStatusError as e:
-            body = e.body if isinstance(e.body, dict) else {}
-            body = body.get("error", body) if isinstance(body, dict) else body
-            if is_context_length_error(e.status_code, body, str(e)):
-                raise ContextLengthError(f"{self.name}: {e.message}") from e
-            raise ModelError(f"{self.name}: HTTP {e.status_code} after retries: {e.message}") from e
-        except openai.APIError as e:
-            raise ModelError(f"{self.name}: {type(e).__name__} after retries: {e}") from e
-        if not response.choices:
-            raise ModelError(f"{self.name}: the server returned no choices")
-        return self._to_message(response)
+        problem = ""
+        for attempt in range(c.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(min(8.0, 0.25 * 2**attempt))
+            try:
+                response = await self.client.chat.completions.create(**kwargs)
+            except openai.APIStatusError as e:
+                body = e.body if isinstance(e.body, dict) else {}
+                body = body.get("error", body) if isinstance(body, dict) else body
+                if is_context_length_error(e.status_code, body, str(e)):
+                    raise ContextLengthError(f"{self.name}: {e.message}") from e
+                raise ModelError(f"{self.name}: HTTP {e.status_code} after retries: {e.message}") from e
+            except openai.APIResponseValidationError as e:
+                problem = f"a response the SDK could not read ({e})"
+                continue
+            except openai.APIError as e:
+                raise ModelError(f"{self.name}: {type(e).__name__} after retries: {e}") from e
+            except ValueError as e:  # a 200 whose body is not JSON (cut off): transient, like a dropped connection
+                problem = f"a response that is not JSON ({e})"
+                continue
+            # A malformed 200 (no choices, a choice without a message, a tool call without a name) is retried like
+            # any transient failure; after the retries it is an infrastructure failure, never shown to the model.
+            if not getattr(response, "choices", None):
+                problem = "no choices"
+                continue
+            try:
+                return self._to_message(response)
+            except (AttributeError, TypeError, ValueError) as e:
+                problem = f"a malformed choice ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        raise ModelError(f"{self.name}: the server returned {problem} in {c.max_retries + 1} attempts")
 
     def _to_message(self, response) -> Message:
         choice = response.choices[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from klong.agent.workspace import Workspace
 from klong.exceptions import KlongError, StopReason
 from klong.io import append_jsonl, atomic_write_text, iter_jsonl
 from klong.protocols import Model
+from klong.redact import redact
 from klong.sandbox import make_sandbox
 from klong.schema import Trajectory, read_trajectory
 from klong.task import Task
@@ -58,7 +58,7 @@ def summarize(traj: Trajectory, attempt: int, out_dir: Path, workspace: Path) ->
     monitor = traj.meta.get("monitor", {})
     return RunSummary(
         run_id=traj.id, task_id=traj.task_id or "", attempt=attempt, model=traj.model, sandbox=traj.sandbox,
-        stop_reason=traj.stop_reason.value if traj.stop_reason else None, stop_detail=traj.stop_detail,
+        stop_reason=traj.stop_reason.value if traj.stop_reason else None, stop_detail=redact(traj.stop_detail),
         assistant_turns=traj.assistant_turns(), tool_calls=traj.tool_call_count(), wall_time=traj.wall_time,
         virtual_time=traj.virtual_time, prompt_tokens=sum(u.prompt_tokens for u in usage),
         completion_tokens=sum(u.completion_tokens for u in usage),
@@ -69,14 +69,15 @@ def summarize(traj: Trajectory, attempt: int, out_dir: Path, workspace: Path) ->
     )  # fmt: skip
 
 
-def archive_run(out_dir: str | Path, run_id: str) -> Path:
-    """Move a finished run out of the way so that the next `run_rollouts` runs it again: its trajectory and workspace
-    go to `failed/<run_id>.<k>/` (kept for inspection) and its summary line is dropped. Returns the archive folder."""
+def archive_run(out_dir: str | Path, run_id: str, folder: str = "failed") -> Path:
+    """Move a run out of the way so that the next `run_rollouts` runs it again: its trajectory and workspace go to
+    `<folder>/<run_id>.<k>/` (kept, never deleted: `failed/` for infrastructure failures RL re-runs, `replaced/` for
+    `--redo`) and its summary line is dropped. Returns the archive folder."""
     out_dir = Path(out_dir)
     k = 0
-    while (out_dir / "failed" / f"{run_id}.{k}").exists():
+    while (out_dir / folder / f"{run_id}.{k}").exists():
         k += 1
-    dest = out_dir / "failed" / f"{run_id}.{k}"
+    dest = out_dir / folder / f"{run_id}.{k}"
     dest.mkdir(parents=True)
     traj = out_dir / "trajectories" / f"{run_id}.json"
     if traj.exists():
@@ -84,11 +85,16 @@ def archive_run(out_dir: str | Path, run_id: str) -> Path:
     workspace = out_dir / "workspaces" / run_id
     if workspace.exists():
         os.replace(workspace, dest / "workspace")
-    summaries = out_dir / "summaries.jsonl"
+    drop_summary(out_dir, run_id)
+    return dest
+
+
+def drop_summary(out_dir: str | Path, run_id: str) -> None:
+    """Remove the run's line from `summaries.jsonl` (one line per run: it is written again when the run finishes)."""
+    summaries = Path(out_dir) / "summaries.jsonl"
     if summaries.exists():
         kept = [json.dumps(obj) + "\n" for _, obj in iter_jsonl(summaries) if obj.get("run_id") != run_id]
         atomic_write_text(summaries, "".join(kept))
-    return dest
 
 
 def read_summaries(out_dir: str | Path) -> list[RunSummary]:
@@ -110,7 +116,11 @@ async def run_rollouts(
     tokenizer: Any = None,
     on_update: OnUpdate | None = None,
 ) -> list[RunSummary]:
-    """Run every (task, attempt); returns the summaries of the runs that finished in this call."""
+    """Run every (task, attempt); returns the summaries of the runs that finished in this call.
+
+    A finished run is skipped, except that `resume` continues one that ended by an infrastructure failure (endpoint,
+    sandbox: not the model's doing); an unfinished one (a killed process) is continued with `resume`; `redo` runs
+    again, keeping the old trajectory and workspace under `replaced/`. `summaries.jsonl` holds one line per run."""
     out_dir = Path(out_dir).resolve()
     (out_dir / "trajectories").mkdir(parents=True, exist_ok=True)
     done = {s.run_id for s in read_summaries(out_dir)}
@@ -123,17 +133,20 @@ async def run_rollouts(
         traj_path = out_dir / "trajectories" / f"{run_id}.json"
         workspace = out_dir / "workspaces" / run_id
         if traj_path.exists():
+            previous = read_trajectory(traj_path)
+            infra = previous.finished and previous.stop_reason.is_infrastructure
             if redo:
-                traj_path.unlink()
-                shutil.rmtree(workspace, ignore_errors=True)
-            elif read_trajectory(traj_path).finished:
+                archive_run(out_dir, run_id, "replaced")
+            elif previous.finished and not (resume and infra):
                 if run_id not in done:  # finished but killed before its summary line: write it now
-                    summary = summarize(read_trajectory(traj_path), attempt, out_dir, workspace)
+                    summary = summarize(previous, attempt, out_dir, workspace)
                     append_jsonl(out_dir / "summaries.jsonl", summary.model_dump())
                 return
-            elif not resume:
+            elif not previous.finished and not resume:
                 errors.append(f"{traj_path}: unfinished run; continue it with --resume or start over with --redo")
                 return
+            elif infra:
+                drop_summary(out_dir, run_id)
         async with semaphore:
             hidden = [str(out_dir), *([str(task.path.resolve())] if task.path else [])]
             sandbox_config = config.sandbox.model_copy(update={"hide_paths": [*config.sandbox.hide_paths, *hidden]})
@@ -157,4 +170,5 @@ async def run_rollouts(
     return finished
 
 
-__all__ = ["RunSummary", "StopReason", "archive_run", "read_summaries", "run_id_for", "run_rollouts", "summarize"]
+__all__ = ["RunSummary", "StopReason", "archive_run", "drop_summary", "read_summaries", "run_id_for", "run_rollouts",
+           "summarize"]  # fmt: skip

@@ -94,6 +94,15 @@ def read_graded(path: str | Path) -> tuple[GradedNode, dict[str, Any]]:
         raise InputFileError(path, "expected a JSON object (a graded tree or a judge output)")
     tree = data.get("graded_task_tree", data)
     extra = {k: v for k, v in data.items() if k != "graded_task_tree"} if "graded_task_tree" in data else {}
+    stack = [tree]
+    while stack:  # every leaf must carry a score: an ungraded rubric is not a graded tree with zeros
+        node = stack.pop()
+        if not isinstance(node, dict):
+            break
+        subs = node.get("sub_tasks") or []
+        if not subs and "score" not in node:
+            raise InputFileError(path, f"leaf {node.get('id')!r} has no score: an ungraded rubric, not a graded tree")
+        stack.extend(subs if isinstance(subs, list) else [])
     try:
         return GradedNode.model_validate(tree), extra
     except ValidationError as e:

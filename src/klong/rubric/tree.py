@@ -133,8 +133,29 @@ def _check_node(raw: Any, trail: list[str], strict: bool, errors: list[str]) -> 
         _check_node(child, [*trail, label], strict, errors)
 
 
+MAX_DEPTH = 50
+"""Deepest rubric klong reads (PaperBench's are 4 to 8 levels deep); deeper is refused with a clear error rather than
+walked until Python's recursion gives out."""
+
+
+def rubric_depth(data: Any) -> int:
+    """Levels of `sub_tasks` nesting, counted without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        subs = node.get("sub_tasks") if isinstance(node, dict) else None
+        if isinstance(subs, list):
+            stack.extend((child, depth + 1) for child in subs)
+    return deepest
+
+
 def parse_rubric(data: Any, source: str | Path = "<rubric>", *, strict: bool = True, limit: int = 10) -> RubricNode:
     """Validate a parsed rubric; all problems (up to `limit`) are reported at once, each with its node path."""
+    if rubric_depth(data) > MAX_DEPTH:
+        raise RubricError(f"{source}: invalid rubric: nested more than {MAX_DEPTH} levels deep")
     errors: list[str] = []
     _check_node(data, [], strict, errors)
     if errors:

@@ -8,7 +8,24 @@ from klong.exceptions import ConfigError
 from klong.sandbox.base import Sandbox, SandboxConfig
 from klong.sandbox.process import CommandResult
 
-__all__ = ["CommandResult", "Sandbox", "SandboxConfig", "make_sandbox"]
+__all__ = ["KINDS", "CommandResult", "Sandbox", "SandboxConfig", "check_sandbox", "make_sandbox"]
+
+KINDS = ("local", "bwrap", "docker")
+
+
+def check_sandbox(kind: str) -> None:
+    """A clear error for an unknown sandbox kind or one this machine cannot run, before anything is started."""
+    import shutil
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown sandbox {kind!r}; choose local, bwrap or docker")
+    if kind == "bwrap" and shutil.which("bwrap") is None:
+        raise ConfigError("--sandbox bwrap: bubblewrap is not installed (Debian package `bubblewrap`)")
+    if kind == "docker":
+        try:
+            import docker  # noqa: F401
+        except ImportError:
+            raise ConfigError("--sandbox docker needs the `docker` extra: pip install 'klong[docker]'") from None
 
 
 def make_sandbox(kind: str, workspace: str | Path, config: SandboxConfig | None = None) -> Sandbox:

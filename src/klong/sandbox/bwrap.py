@@ -27,6 +27,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,6 +82,7 @@ class BwrapSandbox:
         self.as_root = os.geteuid() == 0
         self.owner = (config.uid, config.gid) if self.as_root else None
         self.label = label or hashlib.sha1(str(workspace).encode()).hexdigest()[:12]
+        self._instance = uuid.uuid4().hex[:8]
         self._bwrap = shutil.which("bwrap")
         self._stage: str | None = None
         self._count = itertools.count()
@@ -94,7 +96,6 @@ class BwrapSandbox:
         if missing:
             raise SandboxError(f"the bwrap sandbox needs {', '.join(missing)} (Debian: util-linux, mount)")
         self.workspace.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(kill_marked, f"{self.label}:")  # left behind by a klong that was killed
         if self.as_root:
             uid, gid = self.config.uid, self.config.gid
             for path in [self.workspace, *self.workspace.rglob("*")]:
@@ -160,9 +161,13 @@ class BwrapSandbox:
             self._argv(argv), cwd=None, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             timeout=timeout, stdin=stdin.encode() if stdin is not None else None, head_bytes=c.output_head_bytes,
             tail_bytes=c.output_tail_bytes, max_output_bytes=c.max_output_bytes, max_processes=c.max_processes,
-            marker=f"{self.label}:{next(self._count)}", workspace=self.workspace, max_disk_bytes=c.workspace_bytes,
+            marker=f"{self.label}:{self._instance}:{next(self._count)}", workspace=self.workspace, max_disk_bytes=c.workspace_bytes,
             reap=False,  # its own PID namespace: every process dies with the command
         )  # fmt: skip
+
+    async def reclaim(self) -> int:
+        """Kill what an earlier, killed klong left running for this workspace (see `LocalSandbox.reclaim`)."""
+        return await asyncio.to_thread(kill_marked, f"{self.label}:")
 
     async def close(self) -> None:
         if self._stage is not None:

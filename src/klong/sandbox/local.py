@@ -2,7 +2,7 @@
 network: for trusted models, tests and synthetic tasks. What it does bound: time, output, processes, file size
 (RLIMIT_FSIZE), the workspace's disk use, and lifetime: no process outlives its command (what left the process group,
 e.g. `setsid` or `nohup ... & disown`, is found by its environment marker and killed when the command ends), and
-what an earlier, killed klong left running in this workspace is killed when the sandbox starts."""
+what an earlier, killed klong left running in this workspace is killed before a resumed episode runs (`reclaim`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import itertools
 import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,12 +28,17 @@ class LocalSandbox:
         self.root = str(workspace)
         self.config = config
         self.label = label or hashlib.sha1(str(workspace).encode()).hexdigest()[:12]
+        self._instance = uuid.uuid4().hex[:8]
         self._count = itertools.count()
         self._prlimit = shutil.which("prlimit")
 
     async def start(self) -> None:
         self.workspace.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(kill_marked, f"{self.label}:")
+
+    async def reclaim(self) -> int:
+        """Kill what an earlier, killed klong left running in this workspace (the episode's runtime calls it before
+        a resumed episode runs anything; other users of the workspace, e.g. the judge's checks, do not)."""
+        return await asyncio.to_thread(kill_marked, f"{self.label}:")
 
     async def run(self, argv: Sequence[str], *, timeout: float, stdin: str | None = None) -> CommandResult:
         c = self.config
@@ -41,7 +47,7 @@ class LocalSandbox:
             [*limit, *argv], cwd=self.workspace, env=sandbox_env(c, self.root), timeout=timeout,
             stdin=stdin.encode() if stdin is not None else None, head_bytes=c.output_head_bytes,
             tail_bytes=c.output_tail_bytes, max_output_bytes=c.max_output_bytes, max_processes=c.max_processes,
-            marker=f"{self.label}:{next(self._count)}", workspace=self.workspace, max_disk_bytes=c.workspace_bytes,
+            marker=f"{self.label}:{self._instance}:{next(self._count)}", workspace=self.workspace, max_disk_bytes=c.workspace_bytes,
         )  # fmt: skip
 
     async def close(self) -> None:

@@ -24,8 +24,13 @@ def load_model(path: str, *, dtype: str = "float32", attn_implementation: str = 
     gradient checkpointing (non-reentrant)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn_implementation,
-                                                 local_files_only=True)  # fmt: skip
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn_implementation,
+                                                     local_files_only=True)  # fmt: skip
+    except (OSError, ValueError) as e:
+        from klong.exceptions import InputFileError
+
+        raise InputFileError(path, f"cannot load a causal LM from this folder: {str(e).splitlines()[0]}") from None
     model.config.use_cache = False
     if gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5: selective recomputation

@@ -99,6 +99,8 @@ def load_windows(sources: Sequence[str], tokenizer=None, split=None) -> list[Win
     windows: list[Window] = []
     for source in sources:
         path = Path(source)
+        if not path.exists():
+            raise InputFileError(path, "training data not found")
         if path.suffix == ".parquet":
             windows += read_windows(path)
             continue

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from klong.config import write_config
-from klong.exceptions import ConfigError
+from klong.exceptions import ConfigError, InputFileError
 from klong.train.common import (
     Checkpoints,
     MetricsLog,
@@ -111,16 +111,9 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
                               project_dir=str(out))  # fmt: skip
     set_seed(config.seed)
     checkpoints = Checkpoints(out / "checkpoints", config.keep_checkpoints)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume and checkpoints.latest() is not None:
-            raise ConfigError(f"{out} has checkpoints already: continue with --resume or choose another output_dir")
-        write_config(out / "config.yaml", config)
-        from klong.provenance import collect_run_meta
-        from klong.schema import write_run_meta
-
-        write_run_meta(out / "meta.json", collect_run_meta())
-
+    # inputs first: a missing model or data file is an error before anything is written to the output dir
+    if not (Path(config.model_path) / "config.json").is_file():
+        raise InputFileError(config.model_path, "not a Hugging Face model folder (no config.json)")
     tokenizer = None
     if any(not s.endswith(".parquet") for s in [*config.train_data, *config.eval_data]):
         from klong.models.tokenizer import load_tokenizer
@@ -128,6 +121,15 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
         tokenizer = load_tokenizer(config.tokenizer or config.model_path, config.chat_template)
     train = load_windows(config.train_data, tokenizer, config.split)
     evals = load_windows(config.eval_data, tokenizer, config.split) if config.eval_data else []
+    if not resume and checkpoints.latest() is not None:
+        raise ConfigError(f"{out} has checkpoints already: continue with --resume or choose another output_dir")
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(out / "config.yaml", config)
+        from klong.provenance import collect_run_meta
+        from klong.schema import write_run_meta
+
+        write_run_meta(out / "meta.json", collect_run_meta())
 
     def plan(epoch: int) -> list:
         return epoch_steps(train, seed=config.seed, epoch=epoch, pack_length=config.pack_length,
