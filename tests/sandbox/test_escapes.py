@@ -166,3 +166,27 @@ def test_the_agent_can_change_what_the_file_tools_wrote(tmp_path):
 
     out = asyncio.run(go())
     assert "ok" in out.text and (ws.submission_dir / "a" / "b.txt").read_text() == "one\ntwo\n"
+
+
+@pytest.mark.docker
+def test_docker_confines_the_agent(tmp_path):
+    """An unprivileged user, no network, no host path but the workspace, a read-only root, bounded /tmp and files,
+    and Docker's own memory limit."""
+    outside = Path(tempfile.mkdtemp(prefix="klong-escape-", dir=REPO))
+    try:
+        (outside / "rubric.json").write_text('{"leaf": "criteria"}')
+        config = SandboxConfig(tmp_bytes=16 << 20, workspace_bytes=32 << 20, docker_memory="128m")
+        box = make_sandbox("docker", tmp_path / "ws", config)
+        r = run(box, f"id -u; cat {outside}/rubric.json 2>&1 | head -1; ls {REPO} 2>&1 | head -1; "
+                     "touch /etc/x 2>/dev/null && echo ROOT-WRITABLE; "
+                     "head -c 40000000 /dev/zero > /tmp/big 2>/dev/null || echo TMP-BOUNDED; "
+                     "head -c 40000000 /dev/zero > big 2>/dev/null || echo FILE-BOUNDED; "
+                     "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), 2)\" 2>/dev/null || echo NO-NET; "
+                     "python3 -c 'x = bytearray(400 << 20); print(len(x))' 2>/dev/null || echo MEMORY-BOUNDED; "
+                     "echo made > mine", timeout=60)  # fmt: skip
+        assert r.output.split()[0] != "0" and "criteria" not in r.output and "ROOT-WRITABLE" not in r.output
+        for expected in ("TMP-BOUNDED", "FILE-BOUNDED", "NO-NET", "MEMORY-BOUNDED"):
+            assert expected in r.output, (expected, r.output)
+        assert (tmp_path / "ws" / "mine").stat().st_uid != 0
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)

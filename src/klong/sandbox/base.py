@@ -48,7 +48,8 @@ class SandboxConfig(BaseModel):
     """Image for `docker`; built from `docker/Dockerfile` of the repository when missing."""
     docker_base: str | None = None
     """Base image for building `docker_image` (the Dockerfile's `BASE` argument); where no registry is reachable, an
-    image already on the machine, e.g. one made with `debootstrap` + `docker import`."""
+    image already on the machine, e.g. one made with `debootstrap` + `docker import` (default: `$KLONG_DOCKER_BASE`,
+    else the Dockerfile's own)."""
     docker_memory: str = "8g"
     network: bool = False
     """Allow network access (`bwrap` and `docker`; `local` has whatever the host has)."""

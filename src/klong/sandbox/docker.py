@@ -1,5 +1,7 @@
 """`docker`: one container per episode from a locally built image (no registry needed at run time), the workspace
-bind-mounted at `/workspace`, no network by default, memory and process-count limits set by Docker itself."""
+bind-mounted at `/workspace` (the only host path inside), a read-only root file system, a bounded `/tmp`, no file past
+`workspace_bytes`, no network by default, no capabilities, an unprivileged user, memory and process-count limits set
+by Docker itself."""
 
 from __future__ import annotations
 
@@ -54,14 +56,20 @@ class DockerSandbox:
             raise SandboxError("the docker sandbox needs the `docker` extra: pip install 'klong[docker]'") from e
         try:
             client = docker.from_env()
-            ensure_image(client, self.config.docker_image, base=self.config.docker_base)
+            base = self.config.docker_base or os.environ.get("KLONG_DOCKER_BASE")
+            ensure_image(client, self.config.docker_image, base=base)
             self.workspace.mkdir(parents=True, exist_ok=True)
             self._user_spec = self._user()
+            c = self.config
+            fsize = docker.types.Ulimit(name="fsize", soft=c.workspace_bytes, hard=c.workspace_bytes)
+            # a read-only root: the agent writes only to the workspace (no file past workspace_bytes) and a bounded /tmp
             self._container = client.containers.run(
                 user=self._user_spec,
-                image=self.config.docker_image, command=["sleep", "infinity"], detach=True, remove=True, init=True,
-                network_disabled=not self.config.network, mem_limit=self.config.docker_memory,
-                pids_limit=self.config.max_processes, working_dir=MOUNT,
+                image=c.docker_image, command=["sleep", "infinity"], detach=True, remove=True, init=True,
+                network_disabled=not c.network, mem_limit=c.docker_memory, memswap_limit=c.docker_memory,
+                pids_limit=c.max_processes, working_dir=MOUNT, read_only=True, ulimits=[fsize],
+                tmpfs={"/tmp": f"size={c.tmp_bytes},mode=1777", "/run": "size=1m"}, cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
                 volumes={str(self.workspace): {"bind": MOUNT, "mode": "rw"}},
             )  # fmt: skip
         except docker.errors.DockerException as e:
