@@ -9,6 +9,15 @@ Baseline, in the same run: one chat-completions round trip to a zero-latency Ope
 (the cheapest real model call there is). The ratio harness-per-turn / loopback-call is printed last.
 
     python benchmarks/runtime_overhead.py [--turns 200] [--tokenizer DIR]
+
+`--bash`: every turn runs `echo hi` in the bash tool of a `local` sandbox instead (a real subprocess per turn), at 1,
+64 and 256 concurrent episodes. Baseline in the same run: mini-swe-agent's own loop (PyPI `mini-swe-agent`: its
+`DefaultAgent`, deterministic model and `LocalEnvironment`, saving its trajectory every step; concurrent episodes in
+threads, as its batch mode runs them), in its own virtual environment (`--mini-python`, else one is made under
+~/.cache/klong-bench). Host time per turn (elapsed / all turns) for each; the ratio klong / mini-swe-agent, worst over
+the concurrencies, is printed last (the aim: at most 0.5).
+
+    python benchmarks/runtime_overhead.py --bash [--turns 200] [--concurrency 1 64 256]
 """
 
 from __future__ import annotations
@@ -71,12 +80,106 @@ async def loopback_call(n: int) -> float:
         return statistics.median(times)
 
 
+def bash_turns(n: int) -> list[ScriptedTurn]:
+    return [ScriptedTurn(content=f"Step {i}.", tool_calls=[ScriptedCall(name="bash", arguments={"command": "echo hi"})])
+            for i in range(n)]  # fmt: skip
+
+
+async def bash_episodes(task: Task, n_turns: int, concurrency: int, out: Path) -> float:
+    cfg = AgentConfig(clock="virtual", time_limit=10**9, mandatory_reading=False, max_turns=n_turns,
+                      context=ContextConfig(max_context_tokens=32768))  # fmt: skip
+    script = bash_turns(n_turns)
+    copies = [Task(**{**task.model_dump(), "id": f"bash{i}"}) for i in range(concurrency)]
+    t0 = time.perf_counter()
+    await run_rollouts(copies, model_factory=lambda: ScriptedModel(script), sandbox="local", config=cfg, out_dir=out,
+                       concurrency=concurrency)  # fmt: skip
+    return (time.perf_counter() - t0) / (n_turns * concurrency)
+
+
+MINI_SCRIPT = """
+import json, sys, time, tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from minisweagent.agents.default import DefaultAgent
+from minisweagent.environments.local import LocalEnvironment
+from minisweagent.models.test_models import DeterministicModel, make_output
+
+turns, concurrency, root = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+done = [make_output("Done.", [{"command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"}])]
+
+def one(i):
+    outputs = [make_output(f"Step {k}.", [{"command": "echo hi"}]) for k in range(turns - 1)] + done
+    agent = DefaultAgent(DeterministicModel(outputs=outputs), LocalEnvironment(cwd=str(root)),
+                         system_template="You are an agent.", instance_template="{{task}}", step_limit=turns + 1,
+                         cost_limit=1e9, output_path=root / f"traj{i}.json")
+    return agent.run("Say hi.")["exit_status"]
+
+t0 = time.perf_counter()
+with ThreadPoolExecutor(concurrency) as pool:
+    statuses = list(pool.map(one, range(concurrency)))
+elapsed = time.perf_counter() - t0
+assert all(s == "Submitted" for s in statuses), statuses
+print(json.dumps({"per_turn": elapsed / (turns * concurrency)}))
+"""
+
+
+def mini_python(given: str | None) -> str:
+    """A Python with mini-swe-agent: the one given, else a virtual environment made once under ~/.cache/klong-bench."""
+    import subprocess
+    import sys
+
+    if given:
+        return given
+    venv = Path.home() / ".cache" / "klong-bench" / "mini-swe-agent"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "mini-swe-agent==2.4.6"], check=True)
+    return str(python)
+
+
+def mini_per_turn(python: str, turns: int, concurrency: int, root: Path) -> float:
+    import json
+    import subprocess
+
+    root.mkdir(parents=True, exist_ok=True)
+    script = root / "mini_bench.py"
+    script.write_text(MINI_SCRIPT)
+    done = subprocess.run([python, str(script), str(turns), str(concurrency), str(root)], capture_output=True,
+                          text=True, check=True, env={"MSWEA_SILENT_STARTUP": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])["per_turn"]
+
+
+def bash_main(args) -> None:
+    python = mini_python(args.mini_python)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        task = make_task(root)
+        for conc in args.concurrency:
+            turns_here = max(20, args.turns // max(1, conc // 32))  # long enough episodes at every level
+            klong = asyncio.run(bash_episodes(task, turns_here, conc, root / f"klong{conc}"))
+            mini = mini_per_turn(python, turns_here, conc, root / f"mini{conc}")
+            rows.append((conc, turns_here, klong, mini))
+    print("bash-tool turns (`echo hi` in a local subprocess), host time per turn")
+    for conc, n, klong, mini in rows:
+        print(f"concurrency {conc:3d} ({n} turns each): klong {klong * 1000:6.2f} ms, mini-swe-agent {mini * 1000:6.2f} ms"
+              f" (ratio {klong / mini:.2f})")  # fmt: skip
+    print(f"ratio klong / mini-swe-agent per turn (worst over concurrency): {max(r[2] / r[3] for r in rows):.2f}")
+
+
 def main() -> None:
     default_tok = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tokenizers" / "qwen2.5"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--turns", type=int, default=200)
     ap.add_argument("--tokenizer", type=Path, default=default_tok)
+    ap.add_argument("--bash", action="store_true", help="bash-tool turns against mini-swe-agent's loop")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 256])
+    ap.add_argument("--mini-python", help="a Python with mini-swe-agent installed")
     args = ap.parse_args()
+    if args.bash:
+        bash_main(args)
+        return
     tok = load_tokenizer(args.tokenizer) if args.tokenizer.exists() else None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -222,3 +222,34 @@ def test_other_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
         assert result.exit_code in (1, 2) and expected in result.output, (args, result.output)
         assert "Traceback" not in result.output
     assert not sft_out.exists()  # a failed `klong sft` wrote nothing
+
+
+def test_a_stale_running_marker_does_not_touch_a_fresh_episode(tmp_path):
+    """The marker of a call that was running when klong was killed lies beside the trajectory; an episode started
+    afresh at that path (after `--redo`, or a rerun of a dropped attempt) runs its calls, even with the same ids."""
+    from klong.agent.loop import Episode
+    from klong.models.scripted import ScriptedCall, ScriptedModel, ScriptedTurn
+    from klong.sandbox import make_sandbox
+
+    task = make_task(tmp_path, paragraphs=1)
+    turns = [
+        ScriptedTurn(tool_calls=[ScriptedCall(name="read_paper", arguments={"page": 1})]),
+        ScriptedTurn(tool_calls=[ScriptedCall(name="bash", arguments={"command": "echo ran > submission/x"})]),
+        ScriptedTurn(tool_calls=[ScriptedCall(name="end_task", arguments={})]),
+    ]
+    first = ScriptedModel(turns)
+    path = tmp_path / "t.json"
+    ids = []
+    for _ in turns:  # the ids the scripted model gives its calls, deterministic
+        reply = asyncio.run(first.generate([], []))
+        ids += [c.id for c in reply.tool_calls]
+    for call_id in ids:
+        (tmp_path / ".t.json.running").write_text(call_id)
+        episode = Episode(task, ScriptedModel(turns), make_sandbox("local", tmp_path / f"ws{call_id}"),
+                          AgentConfig(clock="virtual", page_chars=100000), path, run_id="t")  # fmt: skip
+        traj = asyncio.run(episode.run())
+        results = [m.content for m in traj.messages if m.role == "tool"]
+        assert traj.stop_reason.value == "end_task" and not any("[interrupted" in r for r in results), results
+        assert (tmp_path / f"ws{call_id}" / "submission" / "x").read_text() == "ran\n"
+        assert not (tmp_path / ".t.json.running").exists()
+        path.unlink()

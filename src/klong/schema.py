@@ -9,6 +9,7 @@ sampled token ids and logprobs when the backend returned them.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,15 +267,21 @@ class TrajectoryWriter:
 
     Messages are cached by identity; the last `fresh` ones are always serialised again (the runtime may still append a
     notice to the last tool result). The file is the same as `write_trajectory` would write.
+
+    Durability: every save is an atomic rename, so a kill of the process at any moment leaves the last saved state.
+    Against a crash of the machine, the file is fsynced at most every `fsync_seconds` (and on `save(final=True)`):
+    hundreds of concurrent episodes do not each wait for the disk at every step, and at most that much is lost.
     """
 
-    def __init__(self, path: str | Path, *, fresh: int = 2, fsync: bool = True):
+    def __init__(self, path: str | Path, *, fresh: int = 2, fsync: bool = True, fsync_seconds: float = 5.0):
         self.path = Path(path)
         self.fresh = fresh
         self.fsync = fsync
+        self.fsync_seconds = fsync_seconds
+        self._synced = -float("inf")
         self._cache: list[tuple[Message, str]] = []
 
-    def save(self, traj: Trajectory) -> None:
+    def save(self, traj: Trajectory, *, final: bool = False) -> None:
         traj.updated_at = _now()
         stable = len(traj.messages) - self.fresh
         parts = []
@@ -290,7 +297,11 @@ class TrajectoryWriter:
             parts.append(text)
         del self._cache[len(traj.messages) :]
         head = traj.model_dump_json(exclude_none=True, exclude={"messages"})
-        atomic_write_text(self.path, f'{head[:-1]},"messages":[{",".join(parts)}]}}\n', fsync=self.fsync)
+        now = time.monotonic()
+        sync = self.fsync and (final or now - self._synced >= self.fsync_seconds)
+        if sync:
+            self._synced = now
+        atomic_write_text(self.path, f'{head[:-1]},"messages":[{",".join(parts)}]}}\n', fsync=sync)
 
 
 def read_run_meta(path: str | Path) -> RunMeta:

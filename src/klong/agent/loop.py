@@ -53,6 +53,7 @@ class Episode:
         self.clock: Clock
         self.tools: Toolbox
         self.policy: ContextPolicy
+        self._interrupted: str | None = None  # the call a killed klong was running (read on resume)
 
     # -- setup -----------------------------------------------------------------------------------------------------
     def _load(self, resume: bool) -> Trajectory:
@@ -134,7 +135,7 @@ class Episode:
         self.traj.wall_time = round(self._wall(), 3)
         if self.clock.kind == "virtual":
             self.traj.virtual_time = self.clock.elapsed()
-        self._writer.save(self.traj)
+        self._writer.save(self.traj, final=event in ("end", "interrupted"))
         if self.on_update is not None:
             self.on_update(self.traj, event)
 
@@ -156,9 +157,13 @@ class Episode:
                 {"stop_reason": self.traj.stop_reason.value, "stop_detail": self.traj.stop_detail}
             )
             self.traj.stop_reason = self.traj.stop_detail = None
+        resumed = self.traj.assistant_turns() > 0
+        # the call a killed klong was running: only a resumed episode has one (a stale marker of a replaced run not)
+        self._interrupted = self._running_call() if resumed else None
+        self._mark_running(None)
         self._save("start")
         reclaim = getattr(self.sandbox, "reclaim", None)
-        if reclaim is not None:  # what a killed klong left running must not go on beside the resumed episode
+        if resumed and reclaim is not None:  # what a killed klong left running must not go on beside this episode
             await reclaim()
         await self.sandbox.start()
         try:
@@ -242,13 +247,13 @@ class Episode:
             return
         assistant = self.traj.messages[last]
         answered = {m.tool_call_id for m in self.traj.messages[last + 1 :] if m.role == "tool"}
-        running = self.traj.meta.pop("running_call", None)
+        running, self._interrupted = self._interrupted, None
         ended = False
         refused = bool(assistant.tool_calls)
         for call in assistant.tool_calls or []:
             if call.id in answered:
                 continue
-            end = False
+            end = marked = False
             if ended:
                 outcome_text = NOT_RUN_AFTER_END
             elif call.id == running and self.config.interrupted_calls == "report":
@@ -256,11 +261,10 @@ class Episode:
             elif self._time_up():
                 outcome_text, refused = "[not run: the time limit was reached]", False
             else:
-                if call.function.name in SIDE_EFFECTS:  # so that a kill during the call is known on resume
-                    self.traj.meta["running_call"] = call.id
-                    self._save("call")
+                marked = call.function.name in SIDE_EFFECTS
+                if marked:  # so that a kill during the call is known on resume
+                    self._mark_running(call.id)
                 outcome = await self.tools.execute(call)
-                self.traj.meta.pop("running_call", None)
                 self.clock.charge(self.tools.cost(call.function.name, outcome))
                 outcome_text, end = outcome.text, outcome.end_task
                 refused = refused and outcome.refused
@@ -270,6 +274,8 @@ class Episode:
             self.traj.messages.append(self._stamp(Message(role="tool", content=outcome_text, tool_call_id=call.id,
                                                           name=call.function.name)))  # fmt: skip
             self._save(call.function.name)
+            if marked:
+                self._mark_running(None)
         if not assistant.tool_calls and last == len(self.traj.messages) - 1:
             errors = (assistant.meta or {}).get("parse_errors")
             text = NO_TOOL_CALL if not errors else f"Your tool call could not be read: {errors[0]}. {NO_TOOL_CALL}"
@@ -281,6 +287,24 @@ class Episode:
         self._count_refusals(refused)
         if not self.traj.finished:
             self._time_notice()
+
+    @property
+    def _running_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.running")
+
+    def _mark_running(self, call_id: str | None) -> None:
+        """Record beside the trajectory (a small file, no fsync: a kill of klong leaves it in place) which call is
+        running; cleared once its result is saved."""
+        if call_id is not None:
+            self._running_path.write_text(call_id)  # a torn id matches no call: harmless
+        else:
+            self._running_path.unlink(missing_ok=True)
+
+    def _running_call(self) -> str | None:
+        try:
+            return self._running_path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     def _count_refusals(self, refused: bool) -> None:
         """Turns in a row whose every call the scaffold refused; `max_refusals` of them end the episode."""

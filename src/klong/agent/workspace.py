@@ -66,10 +66,10 @@ class Workspace:
         self._own(self.host_root)
         self.mkdirs(self.paper_dir)
         self.mkdirs(self.submission_dir)
-        self.write_text(self.paper_dir / PAPER_FILE, task.paper, fsync=True)
-        self.write_text(self.paper_dir / ADDENDUM_FILE, task.addendum, fsync=True)
+        self.write_text(self.paper_dir / PAPER_FILE, task.paper)  # made again from the task on resume: no fsync
+        self.write_text(self.paper_dir / ADDENDUM_FILE, task.addendum)
         blacklist = "\n".join(task.blacklist) + "\n" if task.blacklist else "none\n"
-        self.write_text(self.paper_dir / BLACKLIST_FILE, blacklist, fsync=True)
+        self.write_text(self.paper_dir / BLACKLIST_FILE, blacklist)
         self.copy_task_files(task)
 
     def copy_task_files(self, task: Task) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,6 @@ class LocalSandbox:
         self.label = label or hashlib.sha1(str(workspace).encode()).hexdigest()[:12]
         self._instance = uuid.uuid4().hex[:8]
         self._count = itertools.count()
-        self._prlimit = shutil.which("prlimit")
 
     async def start(self) -> None:
         self.workspace.mkdir(parents=True, exist_ok=True)
@@ -42,9 +40,8 @@ class LocalSandbox:
 
     async def run(self, argv: Sequence[str], *, timeout: float, stdin: str | None = None) -> CommandResult:
         c = self.config
-        limit = [self._prlimit, f"--fsize={c.workspace_bytes}", "--"] if self._prlimit else []
         return await run_process(
-            [*limit, *argv], cwd=self.workspace, env=sandbox_env(c, self.root), timeout=timeout,
+            list(argv), cwd=self.workspace, env=sandbox_env(c, self.root), timeout=timeout, max_file_bytes=c.workspace_bytes,
             stdin=stdin.encode() if stdin is not None else None, head_bytes=c.output_head_bytes,
             tail_bytes=c.output_tail_bytes, max_output_bytes=c.max_output_bytes, max_processes=c.max_processes,
             marker=f"{self.label}:{self._instance}:{next(self._count)}", workspace=self.workspace, max_disk_bytes=c.workspace_bytes,

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
+import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +41,74 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+class _PidfdWatcher(asyncio.AbstractChildWatcher):
+    """Python 3.12's way of waiting for a child on Python 3.11: a pidfd read by the loop that started the child
+    (any loop, in any thread), instead of a thread per child. Not attached to a loop, so never detached from one."""
+
+    def __init__(self) -> None:
+        self._children: dict[int, tuple[asyncio.AbstractEventLoop, int, object, tuple]] = {}
+
+    def add_child_handler(self, pid, callback, *args):
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(pid)
+        self._children[pid] = (loop, pidfd, callback, args)
+        loop.add_reader(pidfd, self._exited, pid)
+
+    def _exited(self, pid: int) -> None:
+        loop, pidfd, callback, args = self._children.pop(pid)
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        try:
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # reaped elsewhere
+            code = 255
+        callback(pid, code, *args)
+
+    def remove_child_handler(self, pid):
+        entry = self._children.pop(pid, None)
+        if entry is None:
+            return False
+        loop, pidfd = entry[0], entry[1]
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        return True
+
+    def attach_loop(self, loop):  # children are watched by the loop that started them
+        pass
+
+    def is_active(self):
+        return True
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def use_pidfd_child_watcher() -> None:
+    """Before many commands run at once: on Python 3.11 asyncio's default waits for every child process in a thread
+    of its own (hundreds of threads for hundreds of concurrent commands). Where Linux offers pidfds, wait on the
+    event loop instead, as Python 3.12 does by default. Installed once per process, and only over asyncio's own
+    default watcher (one a program set itself is kept); processes already running stay with the old watcher."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        current = asyncio.get_child_watcher()
+        if not isinstance(current, asyncio.ThreadedChildWatcher):
+            return
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:  # a kernel without pidfds (before 5.3) or a seccomp filter that refuses them
+            return
+        asyncio.set_child_watcher(_PidfdWatcher())  # closing the threaded watcher leaves its threads running
 
 
 def kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -98,6 +169,7 @@ async def run_process(
     workspace: Path | None = None,
     max_disk_bytes: int | None = None,
     reap: bool = True,
+    max_file_bytes: int | None = None,
 ) -> CommandResult:
     """Run `argv` as its own process group. The shared `Watch` bounds its processes and its workspace's disk use;
     `marker` (`episode:command`, put in the environment every child inherits) finds, when the command ends, whatever
@@ -119,6 +191,9 @@ async def run_process(
         )
     except OSError as e:
         raise SandboxError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
+    if max_file_bytes is not None:  # set on the new process (and so on all it starts) rather than by one more exec
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
     capture = _Capture(head_bytes, tail_bytes)
     killed: str | None = None
