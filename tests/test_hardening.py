@@ -224,32 +224,40 @@ def test_other_bad_inputs_are_one_line_errors(tmp_path, tiny_model_dir):
     assert not sft_out.exists()  # a failed `klong sft` wrote nothing
 
 
-def test_a_stale_running_marker_does_not_touch_a_fresh_episode(tmp_path):
-    """The marker of a call that was running when klong was killed lies beside the trajectory; an episode started
-    afresh at that path (after `--redo`, or a rerun of a dropped attempt) runs its calls, even with the same ids."""
+class _Killed(BaseException):
+    """Stands for a SIGKILL of klong right after a save (nothing after it runs)."""
+
+
+@pytest.mark.parametrize("first", ["read_file", "bash"])
+def test_on_resume_only_the_first_pending_call_can_have_been_running(tmp_path, first):
+    """klong killed right after saving a reply with two calls: on resume the first call, if it has side effects, is
+    reported as interrupted (it may have run); a read-only first call is rerun; the later call runs normally."""
     from klong.agent.loop import Episode
     from klong.models.scripted import ScriptedCall, ScriptedModel, ScriptedTurn
     from klong.sandbox import make_sandbox
 
     task = make_task(tmp_path, paragraphs=1)
-    turns = [
-        ScriptedTurn(tool_calls=[ScriptedCall(name="read_paper", arguments={"page": 1})]),
-        ScriptedTurn(tool_calls=[ScriptedCall(name="bash", arguments={"command": "echo ran > submission/x"})]),
-        ScriptedTurn(tool_calls=[ScriptedCall(name="end_task", arguments={})]),
-    ]
-    first = ScriptedModel(turns)
-    path = tmp_path / "t.json"
-    ids = []
-    for _ in turns:  # the ids the scripted model gives its calls, deterministic
-        reply = asyncio.run(first.generate([], []))
-        ids += [c.id for c in reply.tool_calls]
-    for call_id in ids:
-        (tmp_path / ".t.json.running").write_text(call_id)
-        episode = Episode(task, ScriptedModel(turns), make_sandbox("local", tmp_path / f"ws{call_id}"),
-                          AgentConfig(clock="virtual", page_chars=100000), path, run_id="t")  # fmt: skip
-        traj = asyncio.run(episode.run())
-        results = [m.content for m in traj.messages if m.role == "tool"]
-        assert traj.stop_reason.value == "end_task" and not any("[interrupted" in r for r in results), results
-        assert (tmp_path / f"ws{call_id}" / "submission" / "x").read_text() == "ran\n"
-        assert not (tmp_path / ".t.json.running").exists()
-        path.unlink()
+    calls = {"read_file": ScriptedCall(name="read_file", arguments={"path": "paper/paper.md"}),
+             "bash": ScriptedCall(name="bash", arguments={"command": "echo a >> submission/a"})}  # fmt: skip
+    turns = [ScriptedTurn(tool_calls=[ScriptedCall(name="read_paper", arguments={"page": 1})]),
+             ScriptedTurn(tool_calls=[calls[first], ScriptedCall(name="bash", arguments={"command": "echo b >> submission/b"})]),
+             ScriptedTurn(tool_calls=[ScriptedCall(name="end_task", arguments={})])]  # fmt: skip
+    path, config = tmp_path / "t.json", AgentConfig(clock="virtual", page_chars=100000)
+    models = 0
+
+    def kill_after_second_reply(traj, event):
+        nonlocal models
+        models += event == "model"
+        if event == "model" and models == 2:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        asyncio.run(Episode(task, ScriptedModel(turns), make_sandbox("local", tmp_path / "ws"), config, path, run_id="t",
+                            on_update=kill_after_second_reply).run())  # fmt: skip
+    resumed = Episode(task, ScriptedModel(turns), make_sandbox("local", tmp_path / "ws"), config, path, run_id="t")
+    traj = asyncio.run(resumed.run(resume=True))
+    results = [m.content for m in traj.messages if m.role == "tool"]
+    assert traj.stop_reason.value == "end_task"
+    assert sum("[interrupted" in r for r in results) == (first == "bash"), results
+    assert (tmp_path / "ws" / "submission" / "b").read_text() == "b\n"  # the second call ran, once
+    assert not (tmp_path / "ws" / "submission" / "a").exists()  # the reported call was not run again

@@ -8,6 +8,8 @@ sampled token ids and logprobs when the backend returned them.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import time
 import uuid
@@ -271,6 +273,8 @@ class TrajectoryWriter:
     Durability: every save is an atomic rename, so a kill of the process at any moment leaves the last saved state.
     Against a crash of the machine, the file is fsynced at most every `fsync_seconds` (and on `save(final=True)`):
     hundreds of concurrent episodes do not each wait for the disk at every step, and at most that much is lost.
+    `save_async` writes from a worker thread (the event loop goes on with other episodes while the disk works) and
+    returns once the file is in place, so what follows a save still happens after it.
     """
 
     def __init__(self, path: str | Path, *, fresh: int = 2, fsync: bool = True, fsync_seconds: float = 5.0):
@@ -278,10 +282,19 @@ class TrajectoryWriter:
         self.fresh = fresh
         self.fsync = fsync
         self.fsync_seconds = fsync_seconds
-        self._synced = -float("inf")
+        self._synced = time.monotonic()  # a fresh file lost to a machine crash is made again: no fsync at once
         self._cache: list[tuple[Message, str]] = []
 
     def save(self, traj: Trajectory, *, final: bool = False) -> None:
+        text, sync = self._render(traj, final)
+        atomic_write_text(self.path, text, fsync=sync)
+
+    async def save_async(self, traj: Trajectory, *, final: bool = False) -> None:
+        text, sync = self._render(traj, final)  # on the loop: the trajectory may change once this returns
+        await asyncio.get_running_loop().run_in_executor(None, functools.partial(atomic_write_text, self.path, text,
+                                                                                 fsync=sync))  # fmt: skip
+
+    def _render(self, traj: Trajectory, final: bool) -> tuple[str, bool]:
         traj.updated_at = _now()
         stable = len(traj.messages) - self.fresh
         parts = []
@@ -301,7 +314,7 @@ class TrajectoryWriter:
         sync = self.fsync and (final or now - self._synced >= self.fsync_seconds)
         if sync:
             self._synced = now
-        atomic_write_text(self.path, f'{head[:-1]},"messages":[{",".join(parts)}]}}\n', fsync=sync)
+        return f'{head[:-1]},"messages":[{",".join(parts)}]}}\n', sync
 
 
 def read_run_meta(path: str | Path) -> RunMeta:

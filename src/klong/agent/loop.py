@@ -53,7 +53,7 @@ class Episode:
         self.clock: Clock
         self.tools: Toolbox
         self.policy: ContextPolicy
-        self._interrupted: str | None = None  # the call a killed klong was running (read on resume)
+        self._resuming = False  # the first pending call on resume may have been running when klong was killed
 
     # -- setup -----------------------------------------------------------------------------------------------------
     def _load(self, resume: bool) -> Trajectory:
@@ -131,11 +131,11 @@ class Episode:
     def _wall(self) -> float:
         return self._wall_offset + time.monotonic() - self._wall_start
 
-    def _save(self, event: str = "") -> None:
+    async def _save(self, event: str = "") -> None:
         self.traj.wall_time = round(self._wall(), 3)
         if self.clock.kind == "virtual":
             self.traj.virtual_time = self.clock.elapsed()
-        self._writer.save(self.traj, final=event in ("end", "interrupted"))
+        await self._writer.save_async(self.traj, final=event in ("end", "interrupted"))
         if self.on_update is not None:
             self.on_update(self.traj, event)
 
@@ -158,10 +158,8 @@ class Episode:
             )
             self.traj.stop_reason = self.traj.stop_detail = None
         resumed = self.traj.assistant_turns() > 0
-        # the call a killed klong was running: only a resumed episode has one (a stale marker of a replaced run not)
-        self._interrupted = self._running_call() if resumed else None
-        self._mark_running(None)
-        self._save("start")
+        self._resuming = resumed
+        await self._save("start")
         reclaim = getattr(self.sandbox, "reclaim", None)
         if resumed and reclaim is not None:  # what a killed klong left running must not go on beside this episode
             await reclaim()
@@ -175,7 +173,7 @@ class Episode:
         finally:
             violations = blacklist_violations(self.traj, self.task.blacklist)
             self.traj.meta["monitor"] = {"blacklist_violations": violations}
-            self._save("end" if self.traj.finished else "interrupted")
+            await self._save("end" if self.traj.finished else "interrupted")
             await self.sandbox.close()
         return self.traj
 
@@ -190,7 +188,7 @@ class Episode:
         self.traj.messages.append(self._stamp(reply))
         self.tools.turns += 1
         self.clock.charge(self.config.turn_cost)
-        self._save("model")
+        await self._save("model")
         await self._answer_pending()
 
     async def _call_model(self) -> Message | None:
@@ -247,13 +245,17 @@ class Episode:
             return
         assistant = self.traj.messages[last]
         answered = {m.tool_call_id for m in self.traj.messages[last + 1 :] if m.role == "tool"}
-        running, self._interrupted = self._interrupted, None
+        # on resume, the first call without a result may have been running when klong was killed (or, in the
+        # moment between saving the reply and starting it, not yet): one with side effects is reported, not rerun
+        first = next((c for c in assistant.tool_calls or [] if c.id not in answered), None)
+        running = first.id if self._resuming and first and first.function.name in SIDE_EFFECTS else None
+        self._resuming = False
         ended = False
         refused = bool(assistant.tool_calls)
         for call in assistant.tool_calls or []:
             if call.id in answered:
                 continue
-            end = marked = False
+            end = False
             if ended:
                 outcome_text = NOT_RUN_AFTER_END
             elif call.id == running and self.config.interrupted_calls == "report":
@@ -261,9 +263,6 @@ class Episode:
             elif self._time_up():
                 outcome_text, refused = "[not run: the time limit was reached]", False
             else:
-                marked = call.function.name in SIDE_EFFECTS
-                if marked:  # so that a kill during the call is known on resume
-                    self._mark_running(call.id)
                 outcome = await self.tools.execute(call)
                 self.clock.charge(self.tools.cost(call.function.name, outcome))
                 outcome_text, end = outcome.text, outcome.end_task
@@ -273,38 +272,18 @@ class Episode:
                 self._stop(StopReason.END_TASK)
             self.traj.messages.append(self._stamp(Message(role="tool", content=outcome_text, tool_call_id=call.id,
                                                           name=call.function.name)))  # fmt: skip
-            self._save(call.function.name)
-            if marked:
-                self._mark_running(None)
+            await self._save(call.function.name)
         if not assistant.tool_calls and last == len(self.traj.messages) - 1:
             errors = (assistant.meta or {}).get("parse_errors")
             text = NO_TOOL_CALL if not errors else f"Your tool call could not be read: {errors[0]}. {NO_TOOL_CALL}"
             # in the role under which the template keeps earlier turns as they were (see ContextConfig.notice_role)
             self.traj.messages.append(self._stamp(Message(role=self.policy.notice_role, content=text)))
-            self._save("reminder")
+            await self._save("reminder")
         if ended:
             return
         self._count_refusals(refused)
         if not self.traj.finished:
-            self._time_notice()
-
-    @property
-    def _running_path(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.running")
-
-    def _mark_running(self, call_id: str | None) -> None:
-        """Record beside the trajectory (a small file, no fsync: a kill of klong leaves it in place) which call is
-        running; cleared once its result is saved."""
-        if call_id is not None:
-            self._running_path.write_text(call_id)  # a torn id matches no call: harmless
-        else:
-            self._running_path.unlink(missing_ok=True)
-
-    def _running_call(self) -> str | None:
-        try:
-            return self._running_path.read_text().strip() or None
-        except FileNotFoundError:
-            return None
+            await self._time_notice()
 
     def _count_refusals(self, refused: bool) -> None:
         """Turns in a row whose every call the scaffold refused; `max_refusals` of them end the episode."""
@@ -313,7 +292,7 @@ class Episode:
         if count >= self.config.max_refusals:
             self._stop(StopReason.REFUSED, f"{count} turns in a row made only calls the scaffold refused")
 
-    def _time_notice(self) -> None:
+    async def _time_notice(self) -> None:
         used = self.clock.elapsed() / self.config.time_limit if self.config.time_limit else 0.0
         given = int(self.traj.meta.get("notices_given", 0))
         due = sum(1 for f in self.config.time_notices if used >= f)
@@ -326,4 +305,4 @@ class Episode:
         last = self.traj.messages[-1]
         if last.role in ("tool", "user", "system"):
             last.content = f"{last.content or ''}\n\n{text}"
-        self._save("notice")
+        await self._save("notice")

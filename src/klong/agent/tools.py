@@ -8,7 +8,9 @@ format errors. Sandbox failures raise `SandboxError` and end the episode: the mo
 from __future__ import annotations
 
 import asyncio
+import copy
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -94,19 +96,23 @@ class ToolSpec:
     handler: Callable[[Any], Awaitable[ToolOutcome]]
 
     def schema(self) -> dict[str, Any]:
-        params = self.args.model_json_schema()
-        params.pop("title", None)
-        params.pop("additionalProperties", None)
-        for prop in params.get("properties", {}).values():
-            prop.pop("title", None)
-            if "anyOf" in prop:  # Optional[...] -> the non-null type
-                types = [t for t in prop.pop("anyOf") if t.get("type") != "null"]
-                prop.update(types[0] if types else {})
-                prop.pop("default", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": params},
-        }
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": copy.deepcopy(_parameters(self.args))}}  # fmt: skip
+
+
+@functools.cache
+def _parameters(args: type[_Args]) -> dict[str, Any]:
+    """The JSON schema of a tool's arguments, made once per argument model (pydantic's generation is slow)."""
+    params = args.model_json_schema()
+    params.pop("title", None)
+    params.pop("additionalProperties", None)
+    for prop in params.get("properties", {}).values():
+        prop.pop("title", None)
+        if "anyOf" in prop:  # Optional[...] -> the non-null type
+            types = [t for t in prop.pop("anyOf") if t.get("type") != "null"]
+            prop.update(types[0] if types else {})
+            prop.pop("default", None)
+    return params
 
 
 def paginate(text: str, page_chars: int) -> list[str]:

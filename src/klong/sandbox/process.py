@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from klong.exceptions import SandboxError
-from klong.sandbox.watch import MARKER, Watch, Watched, descendants
+from klong.sandbox.watch import MARKER, Watch, Watched, descendants, start_ticks
 
 
 @dataclass
@@ -215,6 +215,7 @@ async def run_process(
 
     watch = Watch.shared()
     watch.add(Watched(proc.pid, max_processes, kill, workspace, max_disk_bytes))
+    started = start_ticks(proc.pid) if marker is not None and reap else None
     if stdin is not None and proc.stdin is not None:
         proc.stdin.write(stdin)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -232,7 +233,7 @@ async def run_process(
     finally:
         watch.remove(proc.pid)
     if marker is not None and reap:  # what left the group and outlived the command
-        watch.reap(marker)
+        watch.reap(marker, since=started)
     # The group is gone; a detached grandchild may still hold the pipe open: bound the wait for EOF.
     try:
         await asyncio.wait_for(pump_task, 2.0)

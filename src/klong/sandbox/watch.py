@@ -27,9 +27,10 @@ from pathlib import Path
 MARKER = "KLONG_SANDBOX_RUN"
 
 
-def _proc_table() -> dict[int, list[int]]:
-    """ppid -> children, from one pass over /proc."""
+def _scan() -> tuple[dict[int, list[int]], dict[int, tuple[int, int]]]:
+    """One pass over /proc: ppid -> children, and pid -> (process group, start time in clock ticks after boot)."""
     children: dict[int, list[int]] = {}
+    info: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -38,10 +39,27 @@ def _proc_table() -> dict[int, list[int]]:
                 stat = f.read()
         except OSError:
             continue
-        # the command name may contain spaces and parentheses: fields start after the last ')'
+        # the command name may contain spaces and parentheses: fields start after the last ')' (field 3 is [0])
         fields = stat[stat.rfind(b")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    return children
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        info[pid] = (int(fields[2]), int(fields[19]))
+    return children, info
+
+
+def _proc_table() -> dict[int, list[int]]:
+    """ppid -> children, from one pass over /proc."""
+    return _scan()[0]
+
+
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks after boot, as /proc reports it); its descendants started no earlier."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(b")") + 2 :].split()[19])
 
 
 def descendants(root: int, table: dict[int, list[int]] | None = None) -> list[int]:
@@ -135,8 +153,8 @@ class Watch:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
-        self._reap: dict[str, int] = {}
-        """Markers of ended commands -> passes left in which to look for their leftovers."""
+        self._reap: dict[str, tuple[int, int]] = {}
+        """Markers of ended commands -> (passes left in which to look for their leftovers, the command's start)."""
         self.scans = 0
         """Passes over /proc so far (tests and benchmarks read it)."""
 
@@ -157,12 +175,13 @@ class Watch:
         with self._lock:
             self._items.pop(pid, None)
 
-    def reap(self, marker: str, passes: int = 3) -> None:
+    def reap(self, marker: str, passes: int = 3, since: int | None = None) -> None:
         """Kill, from the watch thread, whatever still carries `marker` (an ended command's leftovers: what left its
         process group). One pass over /proc serves every pending marker, so the cost does not grow with the number
-        of commands ending at once; a few passes catch what a dying parent forked meanwhile."""
+        of commands ending at once; a few passes catch what a dying parent forked meanwhile. `since` (the command's
+        `start_ticks`) spares reading the environment of processes that started before it."""
         with self._lock:
-            self._reap[marker] = passes
+            self._reap[marker] = (passes, since or 0)
             self._ensure_thread()
             self._wake.notify()
 
@@ -171,29 +190,33 @@ class Watch:
             self._thread = threading.Thread(target=self._loop, name="klong-watch", daemon=True)
             self._thread.start()
 
-    def _reap_pass(self) -> None:
+    def _reap_pass(self, info: dict[int, tuple[int, int]]) -> None:
         with self._lock:
             pending = dict(self._reap)
+            leaders = set(self._items)
         if not pending:
             return
         needles = {f"{MARKER}={m}".encode() for m in pending}
+        since = min(start for _, start in pending.values())
         me = os.getpid()
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit() or int(entry.name) == me:
+        for pid, (group, started) in info.items():
+            # a leftover started after its command did, and left its group: the members of a running command's
+            # group (another session: no leftover can join it) and older processes need no reading
+            if started < since or group in leaders or pid == me:
                 continue
             try:
-                with open(f"/proc/{entry.name}/environ", "rb") as f:
+                with open(f"/proc/{pid}/environ", "rb") as f:
                     env = f.read()
             except OSError:
                 continue
             if not needles.isdisjoint(env.split(b"\0")):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(int(entry.name), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
         with self._lock:
             for marker in pending:
-                left = self._reap.get(marker, 0) - 1
-                if left > 0:
-                    self._reap[marker] = left
+                passes, start = self._reap.get(marker, (0, 0))
+                if passes > 1:
+                    self._reap[marker] = (passes - 1, start)
                 else:
                     self._reap.pop(marker, None)
 
@@ -205,13 +228,13 @@ class Watch:
                         self._thread = None  # idle: the next `add` starts a new thread
                         return
                 items = list(self._items.values())
+            table, info = _scan()  # one pass serves the bounds of every running command and every pending reap
             if items:
-                self._check(items)
-            self._reap_pass()
+                self._check(items, table)
+            self._reap_pass(info)
             time.sleep(self.interval)
 
-    def _check(self, items: list[Watched]) -> None:
-        table = _proc_table()
+    def _check(self, items: list[Watched], table: dict[int, list[int]]) -> None:
         self.scans += 1
         now = time.monotonic()
         for item in items:
