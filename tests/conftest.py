@@ -1,11 +1,13 @@
 """Shared fixtures: the real data in ../shared/data, a tiny random-weight model, and the marker tiers.
 
 Tiers: `slow` runs with `--run-slow` (or KLONG_RUN_SLOW=1); `docker` needs a reachable Docker daemon; `gpu` needs CUDA;
-`api` needs KLONG_API_TESTS=1 and real credentials. Each skips cleanly, saying why, when its infrastructure is missing.
+`api` needs KLONG_API_TESTS=1 and real credentials; `trl` needs TRL installed (`pip install -e ".[trl]"`). Each skips
+cleanly, saying why, when its infrastructure is missing.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -28,6 +30,14 @@ def _docker_available() -> bool:
         return False
 
 
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+        return True
+    except ImportError:
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
     run_slow = config.getoption("--run-slow") or os.environ.get("KLONG_RUN_SLOW") == "1"
     checks = {
@@ -35,6 +45,7 @@ def pytest_collection_modifyitems(config, items):
         "docker": (_docker_available, "no Docker daemon reachable"),
         "gpu": (lambda: __import__("torch").cuda.is_available(), "no CUDA GPU"),
         "api": (lambda: os.environ.get("KLONG_API_TESTS") == "1", "real-endpoint tests: set KLONG_API_TESTS=1"),
+        "trl": (lambda: _importable("trl"), 'TRL not installed: pip install -e ".[trl]"'),
     }
     cache: dict[str, bool] = {}
     for item in items:

@@ -77,7 +77,7 @@ def check_windows(traj: Trajectory, rows: list[dict], window: int = WINDOW) -> N
         ids = row["input_ids"]
         assert prompt_digest(ids[:k]) == record["prompt_sha"], f"turn {t}: window prompt is not what the model got"
         assert ids[k : k + len(m.token_ids)] == m.token_ids, f"turn {t}: window does not continue with the sample"
-        assert set(row["loss_mask"][k : k + len(m.token_ids)]) == {1}
+        assert set(row["assistant_masks"][k : k + len(m.token_ids)]) == {1}
         assert len(ids) <= window
     assert len(owners) == len(_assistants(traj))  # every turn trained in exactly one window (first/last disjoint)
     assert sum(r["num_trained"] for r in rows) == sum(len(m.token_ids) for m in _assistants(traj))
@@ -195,7 +195,7 @@ def test_windows_are_the_views_where_the_budget_binds_exactly(tmp_path, roomy_mo
         assert len({m.meta["context"]["epoch"] for m in _assistants(traj)}) >= 2
     result = split_trajectory(traj, load_tokenizer(roomy_model_dir))  # the recorded settings, checked
     assert result.checked_calls == len(prompts) and not result.dropped_turns
-    rows = [{"input_ids": s.input_ids, "loss_mask": s.loss_mask, "first_turn": s.first_turn,
+    rows = [{"input_ids": s.input_ids, "assistant_masks": s.loss_mask, "first_turn": s.first_turn,
              "last_turn": s.last_turn, "num_trained": s.num_trained} for s in result.samples]  # fmt: skip
     check_windows(traj, rows, window)
     stats = first_ppo_step(roomy_model_dir, [window_of(s) for s in result.samples], tmp_path, window)

@@ -153,5 +153,5 @@ def test_recorded_ids_and_logprobs_reach_the_windows(qwen_tokenizer, tmp_path):
     writer.close()
     rows = read_samples(tmp_path / "w.parquet")
     assert [r["input_ids"] for r in rows] == [w.input_ids for w in result.samples]
-    assert [r["loss_mask"] for r in rows] == [w.loss_mask for w in result.samples]
+    assert [r["assistant_masks"] for r in rows] == [w.loss_mask for w in result.samples]
     assert rows[0]["trajectory_id"] == "rec" and [r["window"] for r in rows] == list(range(len(rows)))

@@ -13,12 +13,21 @@ model was given is an error naming the trajectory and the turn (`ViewMismatchErr
 
 With a template that rewrites earlier turns (not prefix-stable) an epoch's calls are rendered one by one through the
 template itself and merged while each prompt extends the previous sample; otherwise a new sample starts.
+
+The windows file (`SampleWriter`) is Parquet with the column names Hugging Face tools read as they are: `input_ids` and
+`assistant_masks` (1 on every trained token; TRL's `SFTTrainer` turns the 0s into -100 labels). Its schema metadata
+(`klong`, JSON) says what made it: tokenizer (path, vocabulary and file hashes), chat template hash, context settings,
+klong version and the inputs (`windows_provenance`); the file's key-value metadata also holds the split report
+(`klong.report`: statistics and the dropped turns with their reasons). Files written before the rename (`loss_mask`)
+are still read (`read_samples`, `klong.train.data.read_windows`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,17 @@ from klong.chat.render import ChatRenderer, Piece, RenderedSequence, TurnPiece, 
 from klong.chat.turns import split_turns
 from klong.exceptions import ConfigError, KlongError
 from klong.schema import Message, Sampling, Trajectory
+
+WINDOWS_FORMAT = "klong.windows"
+WINDOWS_FORMAT_VERSION = 2
+"""2: the mask column is `assistant_masks` (was `loss_mask`) and the schema metadata records what made the file."""
+MASK_COLUMN = "assistant_masks"
+"""1 where the token is trained: the name TRL's `SFTTrainer` (and `apply_chat_template(return_assistant_tokens_mask=
+True)`) use, so the file trains exactly klong's tokens there without any option."""
+LEGACY_MASK_COLUMN = "loss_mask"
+"""The mask column of files written by klong before format version 2; still read."""
+METADATA_KEY = b"klong"
+REPORT_KEY = b"klong.report"
 
 
 class ViewMismatchError(KlongError):
@@ -84,6 +104,21 @@ class Sample:
 
 
 @dataclass
+class DroppedTurn:
+    """An assistant turn no window trains, and why."""
+
+    turn: int
+    """Index of the assistant turn (0 = the first assistant message)."""
+    message: int
+    """Index of its assistant message in `trajectory.messages`."""
+    generated_tokens: int
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
 class SplitResult:
     trajectory_id: str
     samples: list[Sample]
@@ -92,10 +127,36 @@ class SplitResult:
     """Tokens of the whole trajectory rendered once."""
     assistant_tokens: int
     """Generated tokens of all assistant turns (what `epoch` trains exactly once)."""
-    dropped_turns: list[int] = field(default_factory=list)
-    """Turns no window could train (`truncate` after the window fills; a single generation longer than the window)."""
+    dropped: list[DroppedTurn] = field(default_factory=list)
+    """Turns no window could train, with the reason (`truncate` after the window fills; a single generation that does
+    not fit the window with the task prompt; a pinned prefix that leaves no room)."""
     checked_calls: int = 0
     """Calls whose prompt was checked against the runtime's record."""
+
+    @property
+    def dropped_turns(self) -> list[int]:
+        return [d.turn for d in self.dropped]
+
+
+def _drop_reason(error: ContextExhaustedError, config: ContextConfig, gen: int, fixed: int) -> str:
+    """Why turn generating `gen` tokens fits no window (`fixed`: the task prompt and the generation prompt). Worded
+    without the turn's own numbers so that the turns dropped for one reason are reported together."""
+    window = config.max_context_tokens
+    if fixed >= window:
+        return f"the task prompt alone ({fixed} tokens) fills the {window}-token window"
+    if fixed + max(config.reserve_tokens, gen) > window:
+        return (f"the turn's generation is longer than the {window}-token window leaves after the task prompt "
+                f"({fixed} tokens)")  # fmt: skip
+    return str(error)
+
+
+def _message_indices(turns: Sequence[Sequence[Message]], start: int) -> list[int]:
+    """Index in the trajectory's messages of each turn's assistant message."""
+    out, at = [], start
+    for turn in turns:
+        out.append(at)
+        at += len(turn)
+    return out
 
 
 def _turn_ranges(group: Sequence[tuple[int, View]]) -> tuple[int, int]:
@@ -241,7 +302,13 @@ def split_trajectory(
     builder = _Builder(renderer, conv.head, pieces)
 
     groups: list[list[tuple[int, View]]] = []
-    dropped: list[int] = []
+    dropped: list[DroppedTurn] = []
+    message_at = _message_indices(conv.turns, len(conv.head))
+    fixed = len(builder.head_piece) + len(renderer.gen_prompt)
+
+    def drop(t: int, reason: str) -> None:
+        dropped.append(DroppedTurn(t, message_at[t], len(pieces[t].gen), reason))
+
     for t in range(len(conv.turns)):
         # a new epoch the runtime forced after context-length errors from its server is replayed as such
         forced = int(_recorded_view(conv.turns[t]).get("forced") or 0)
@@ -250,11 +317,14 @@ def split_trajectory(
         gen_tokens = None if check else len(pieces[t].gen)
         try:
             view = policy.select(conv.head, conv.turns[:t], gen_tokens=gen_tokens, force_new_epoch=forced)
-        except ContextExhaustedError:
+        except ContextExhaustedError as e:
             if config.policy == "truncate":
-                dropped.extend(range(t, len(conv.turns)))
+                full = (f"truncate policy: the window is full from turn {t} on (the prompt and that turn's "
+                        f"generation exceed {config.max_context_tokens} tokens)")  # fmt: skip
+                for later in range(t, len(conv.turns)):
+                    drop(later, full)
                 break
-            dropped.append(t)
+            drop(t, _drop_reason(e, config, len(pieces[t].gen), fixed))
             continue
         if view.new_epoch or not groups:
             groups.append([])
@@ -294,7 +364,7 @@ def split_trajectory(
         turns=len(conv.turns),
         unique_tokens=unique,
         assistant_tokens=sum(sum(p.gen.mask) for p in pieces),
-        dropped_turns=dropped,
+        dropped=dropped,
         checked_calls=checked_calls,
     )
 
@@ -310,6 +380,8 @@ class SplitStats:
     turns: int = 0
     dropped_turns: int = 0
     checked_calls: int = 0
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    """Every dropped turn: trajectory id, turn and message index, its generated tokens, the reason."""
 
     def add(self, result: SplitResult) -> None:
         self.trajectories += 1
@@ -319,8 +391,9 @@ class SplitStats:
         self.unique_tokens += result.unique_tokens
         self.assistant_tokens += result.assistant_tokens
         self.turns += result.turns
-        self.dropped_turns += len(result.dropped_turns)
+        self.dropped_turns += len(result.dropped)
         self.checked_calls += result.checked_calls
+        self.dropped += [{"trajectory_id": result.trajectory_id, **d.as_dict()} for d in result.dropped]
 
     @property
     def duplication(self) -> float:
@@ -330,6 +403,132 @@ class SplitStats:
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "duplication": round(self.duplication, 4)}
 
+    def dropped_summary(self, limit: int = 5, more: str = " (--json lists every dropped turn)") -> list[str]:
+        """One line per trajectory and reason: which turns were dropped and why (at most `limit` lines, then one that
+        counts the others and ends with `more`)."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for d in self.dropped:
+            groups.setdefault((d["trajectory_id"], d["reason"]), []).append(d["turn"])
+        lines = [f"{tid}: {_ranges(turns)}: {reason}" for (tid, reason), turns in groups.items()]
+        if len(lines) > limit:
+            lines = [*lines[:limit], f"... and {len(lines) - limit} more{more}"]
+        return lines
+
+
+def _ranges(turns: list[int]) -> str:
+    spans: list[list[int]] = []
+    for t in turns:
+        if spans and t == spans[-1][1] + 1:
+            spans[-1][1] = t
+        else:
+            spans.append([t, t])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    return f"turn{'s' if len(turns) > 1 else ''} {text}"
+
+
+# -- the windows file -----------------------------------------------------------------------------------------------
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+                    "added_tokens.json", "tokenizer.model", "chat_template.jinja", "chat_template.json")  # fmt: skip
+
+
+def _sha256(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def vocab_sha256(tokenizer) -> str:
+    """Fingerprint of what the ids mean: every token and its id (added and special tokens included). Two tokenizers
+    with the same fingerprint give the windows' ids the same tokens, whatever the files they were saved as."""
+    items = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
+    return _sha256(json.dumps(items, ensure_ascii=False))
+
+
+def tokenizer_fingerprint(tokenizer, path: str | Path | None = None) -> dict[str, Any]:
+    """What identifies a tokenizer: its folder and name, class, size, vocabulary hash, the hash of its files (the
+    exact files, for reproduction) and its special tokens."""
+    folder = Path(path) if path is not None else None
+    files: dict[str, str] = {}
+    if folder is not None and folder.is_dir():
+        files = {name: _sha256((folder / name).read_bytes()) for name in _TOKENIZER_FILES if (folder / name).is_file()}
+    return {
+        "path": str(folder) if folder is not None else None,
+        "name_or_path": getattr(tokenizer, "name_or_path", None),
+        "class": type(tokenizer).__name__,
+        "vocab_size": len(tokenizer),
+        "vocab_sha256": vocab_sha256(tokenizer),
+        "files_sha256": _sha256(json.dumps(sorted(files.items()))) if files else None,
+        "files": sorted(files),
+        "bos_token": getattr(tokenizer, "bos_token", None),
+        "eos_token": getattr(tokenizer, "eos_token", None),
+        "pad_token": getattr(tokenizer, "pad_token", None),
+    }
+
+
+def chat_template_sha256(tokenizer) -> str | None:
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # named templates
+        template = json.dumps(template, sort_keys=True)
+    return _sha256(template) if template else None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def windows_provenance(
+    tokenizer,
+    contexts: Sequence[ContextConfig],
+    *,
+    tokenizer_path: str | Path | None = None,
+    chat_template: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    inputs: Sequence[tuple[str, str | Path]] = (),
+    sources: Sequence[str | Path] = (),
+    template_kwargs: Mapping[str, Any] | None = None,
+    end_of_turn: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """What made a windows file, to store in its schema metadata: format version, klong version and git revision, the
+    library versions that tokenise and render, the command, the tokenizer (`tokenizer_fingerprint`), the chat template
+    (hash, and the file it came from when not the tokenizer's), the context settings (each distinct one, and the flags
+    that overrode the recorded ones) and the inputs: the paths given and a hash over every trajectory (`inputs` =
+    (trajectory id, file) pairs). Whether each window was checked against its run is the `checked` column."""
+    from klong.provenance import collect_run_meta, package_versions
+
+    meta = collect_run_meta()
+    settings: list[dict[str, Any]] = []
+    for c in contexts:
+        dump = c.model_dump(mode="json")
+        if dump not in settings:
+            settings.append(dump)
+    hashed = sorted((tid, file_sha256(path)) for tid, path in inputs)
+    return {
+        "format": WINDOWS_FORMAT,
+        "format_version": WINDOWS_FORMAT_VERSION,
+        "klong_version": meta.klong_version,
+        "git_revision": meta.git_revision,
+        "git_dirty": meta.git_dirty,
+        "command": meta.command,
+        "packages": package_versions(("transformers", "tokenizers", "jinja2", "pyarrow")),
+        "columns": {"input_ids": "token ids", MASK_COLUMN: "1 where the token is trained"},
+        "tokenizer": tokenizer_fingerprint(tokenizer, tokenizer_path),
+        "chat_template": {
+            "sha256": chat_template_sha256(tokenizer),
+            "source": str(chat_template) if chat_template is not None else "tokenizer",
+        },
+        "template_kwargs": dict(template_kwargs) if template_kwargs else None,
+        "end_of_turn": list(end_of_turn) if end_of_turn else None,
+        "context": {"settings": settings, "overrides": dict(overrides or {})},
+        "inputs": {
+            "sources": [str(p) for p in sources],
+            "trajectories": len(hashed),
+            "sha256": _sha256(json.dumps(hashed)) if hashed else None,
+        },
+    }
+
 
 def samples_table(samples: Iterable[Sample], policy: str):
     import pyarrow as pa
@@ -337,7 +536,7 @@ def samples_table(samples: Iterable[Sample], policy: str):
     samples = list(samples)
     columns: dict[str, Any] = {
         "input_ids": pa.array([s.input_ids for s in samples], type=pa.list_(pa.int32())),
-        "loss_mask": pa.array([s.loss_mask for s in samples], type=pa.list_(pa.int8())),
+        MASK_COLUMN: pa.array([s.loss_mask for s in samples], type=pa.list_(pa.int8())),
         "trajectory_id": pa.array([s.trajectory_id for s in samples], type=pa.string()),
         "window": pa.array([s.window for s in samples], type=pa.int32()),
         "epoch": pa.array([s.epoch for s in samples], type=pa.int32()),
@@ -355,23 +554,30 @@ def samples_table(samples: Iterable[Sample], policy: str):
 
 
 class SampleWriter:
-    """Streams samples to a Parquet file; the file appears (atomically renamed) only when `close` succeeds."""
+    """Streams samples to a Parquet file; the file appears (atomically renamed) only when `close` succeeds.
 
-    def __init__(self, path: str | Path, policy: str):
+    `metadata` (what made the file, `windows_provenance`) goes into the schema metadata under `klong`; the report given
+    to `close` (the split statistics) into the file's key-value metadata under `klong.report`."""
+
+    def __init__(self, path: str | Path, policy: str, metadata: Mapping[str, Any] | None = None):
         import pyarrow.parquet as pq
 
         self.path = Path(path)
         self.policy = policy
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self._writer = pq.ParquetWriter(self._tmp, samples_table([], policy).schema)
+        info = {"format": WINDOWS_FORMAT, "format_version": WINDOWS_FORMAT_VERSION, **(metadata or {})}
+        self._schema = samples_table([], policy).schema.with_metadata({METADATA_KEY: json.dumps(info)})
+        self._writer = pq.ParquetWriter(self._tmp, self._schema)
 
     def write(self, samples: Sequence[Sample], policy: str | None = None) -> None:
         """Append samples (made with `policy`, default the writer's)."""
         if samples:
             self._writer.write_table(samples_table(samples, policy or self.policy))
 
-    def close(self) -> None:
+    def close(self, report: Mapping[str, Any] | None = None) -> None:
+        if report is not None:
+            self._writer.add_key_value_metadata({REPORT_KEY: json.dumps(report)})
         self._writer.close()
         os.replace(self._tmp, self.path)
 
@@ -382,11 +588,44 @@ class SampleWriter:
 
 
 def read_samples(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a windows file; an older file's `loss_mask` column comes back as `assistant_masks`."""
     import pyarrow.parquet as pq
 
     from klong.exceptions import InputFileError
 
     try:
-        return pq.read_table(path).to_pylist()
+        table = pq.read_table(path)
     except (OSError, ValueError) as e:
         raise InputFileError(path, f"not a readable Parquet file of samples: {e}") from None
+    if MASK_COLUMN not in table.column_names and LEGACY_MASK_COLUMN in table.column_names:
+        table = table.rename_columns([MASK_COLUMN if c == LEGACY_MASK_COLUMN else c for c in table.column_names])
+    return table.to_pylist()
+
+
+def read_metadata(path: str | Path, schema_metadata: Mapping[bytes, bytes] | None = None) -> dict[str, Any]:
+    """What made a windows file (`windows_provenance`, {} for files written before klong recorded it) with the split
+    report under `report` where the file has one. `schema_metadata`: the schema metadata already read with the
+    table (the report is read from the file's footer)."""
+    import pyarrow.parquet as pq
+
+    from klong.exceptions import InputFileError
+
+    try:
+        footer = pq.read_metadata(path).metadata or {}
+    except (OSError, ValueError) as e:
+        raise InputFileError(path, f"not a readable Parquet file of samples: {e}") from None
+    schema = schema_metadata if schema_metadata is not None else pq.read_schema(path).metadata or {}
+    out: dict[str, Any] = {}
+    for key, target in ((METADATA_KEY, None), (REPORT_KEY, "report")):
+        raw = schema.get(key) or footer.get(key)
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise InputFileError(path, f"the {key.decode()} metadata is not valid JSON") from None
+        if target is None:
+            out.update(value)
+        else:
+            out[target] = value
+    return out

@@ -7,11 +7,16 @@ window is trained in every epoch). Position ids
 restart at every window, so attention never crosses windows (transformers builds the block-diagonal mask from the
 position ids; flash-attention uses them as sequence boundaries). The plan is a pure function of the data and
 (seed, epoch): a resumed run sees exactly the same steps.
+
+A windows file's mask column is `assistant_masks` (`loss_mask` in files from before windows format version 2).
+Given the training tokenizer, a file that records another tokenizer (`klong.data.split.windows_provenance`) is refused:
+its ids would mean other tokens; another chat template than the one the windows were rendered with is a warning.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,21 +76,30 @@ class PackedRow:
         self.windows.append((w.trajectory_id, w.window))
 
 
-def read_windows(path: str | Path) -> list[Window]:
+def read_windows(path: str | Path, tokenizer=None) -> list[Window]:
+    """The windows of a `klong split` Parquet file; with `tokenizer` (the one training will use), the file's record
+    of the tokenizer it was made with is checked first (`check_provenance`)."""
+    from klong.data.split import LEGACY_MASK_COLUMN, MASK_COLUMN, read_metadata
+
     try:
         table = pq.read_table(path)
     except (OSError, ValueError) as e:
         raise InputFileError(path, f"not a readable Parquet file of windows: {e}") from None
-    missing = {"input_ids", "loss_mask"} - set(table.column_names)
+    if tokenizer is not None:
+        check_provenance(path, read_metadata(path, table.schema.metadata or {}), tokenizer)
+    mask_column = next((c for c in (MASK_COLUMN, LEGACY_MASK_COLUMN) if c in table.column_names), None)
+    missing = [c for c, there in (("input_ids", "input_ids" in table.column_names), (MASK_COLUMN, mask_column))
+               if not there]  # fmt: skip
     if missing:
-        raise InputFileError(path, f"missing column(s) {', '.join(sorted(missing))} (expected `klong split` output)")
+        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (expected `klong split` output; files "
+                                   f"from klong before format version 2 have {LEGACY_MASK_COLUMN})")  # fmt: skip
     cols = table.to_pydict()
     n = table.num_rows
     out = []
     for i in range(n):
-        ids, mask = cols["input_ids"][i], cols["loss_mask"][i]
+        ids, mask = cols["input_ids"][i], cols[mask_column][i]
         if len(ids) != len(mask):
-            raise InputFileError(path, f"row {i}: input_ids and loss_mask differ in length")
+            raise InputFileError(path, f"row {i}: input_ids and {mask_column} differ in length")
         lp = cols.get("logprobs", [None] * n)[i]
         temp = cols.get("logprobs_temperature", [None] * n)[i]
         out.append(Window(ids, mask, cols.get("trajectory_id", [str(path)] * n)[i],
@@ -93,16 +107,41 @@ def read_windows(path: str | Path) -> list[Window]:
     return out
 
 
+def check_provenance(path: str | Path, provenance: dict, tokenizer) -> None:
+    """Refuse (`InputFileError`) windows made with another vocabulary than `tokenizer`'s; warn when the chat template
+    differs from the one they were rendered with (the model would be trained on one format and prompted with another).
+    Files that record nothing (written before klong recorded it) are not checked."""
+    from klong.data.split import chat_template_sha256, vocab_sha256
+
+    made = provenance.get("tokenizer") or {}
+    if made.get("vocab_sha256") and made["vocab_sha256"] != vocab_sha256(tokenizer):
+        where = made.get("path") or made.get("name_or_path") or "another tokenizer"
+        raise InputFileError(
+            path,
+            f"made with the tokenizer {where} ({made.get('vocab_size')} tokens), not the training tokenizer "
+            f"{getattr(tokenizer, 'name_or_path', '?')} ({len(tokenizer)} tokens, another vocabulary): its ids would "
+            "mean other tokens; re-split with --tokenizer set to the training model's tokenizer",
+        )
+    template = (provenance.get("chat_template") or {}).get("sha256")
+    if template and template != chat_template_sha256(tokenizer):
+        source = provenance["chat_template"].get("source")
+        origin = "the split tokenizer's own" if source == "tokenizer" else source
+        warnings.warn(f"{path}: the windows were rendered with another chat template ({origin}, sha256 "
+                      f"{template[:12]}) than the training tokenizer's: the model is trained on one format and will "
+                      "be prompted with the other", stacklevel=2)  # fmt: skip
+
+
 def load_windows(sources: Sequence[str], tokenizer=None, split=None) -> list[Window]:
     """Windows from Parquet files (`klong split`), or from trajectory files/folders split with `split` (default: the
-    context settings each trajectory recorded)."""
+    context settings each trajectory recorded). With `tokenizer`, Parquet files are checked against it
+    (`check_provenance`)."""
     windows: list[Window] = []
     for source in sources:
         path = Path(source)
         if not path.exists():
             raise InputFileError(path, "training data not found")
         if path.suffix == ".parquet":
-            windows += read_windows(path)
+            windows += read_windows(path, tokenizer)
             continue
         if tokenizer is None:
             raise ConfigError(f"{path}: trajectories need a tokenizer to be split on the fly")
@@ -142,7 +181,8 @@ def pack(windows: Sequence[Window], pack_length: int, weights: dict[tuple[str, i
     for w in windows:
         if len(w) > pack_length:
             raise ConfigError(
-                f"window {w.trajectory_id}#{w.window} has {len(w)} tokens, more than pack_length {pack_length}"
+                f"window {w.trajectory_id}#{w.window} has {len(w)} tokens, more than pack_length={pack_length}: raise "
+                f"it (-c pack_length={len(w)} or more) or re-split with a smaller --max-len"
             )
         if len(current) + len(w) > pack_length and len(current):
             rows.append(current)
