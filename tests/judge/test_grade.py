@@ -67,9 +67,18 @@ def test_partial_credit_and_token_usage(tmp_path):
     # directory = mean(own flag wrong 0, nested = mean(flag ok 1, other_nested ok 1) = 1) = 0.5 -> (1 + 1 + 0.5) / 3
     assert result["score"] == pytest.approx(2.5 / 3)
     leaves = 5
-    assert result["token_usage"]["prompt_tokens"] == leaves * (100 + 1000)  # one ranking + one grading call each
+    # one ranking and one grading call per leaf, in PaperBench's TokenUsage shape: {model: {in, out}}
+    assert result["token_usage"] == {"judge": {"in": leaves * (100 + 1000), "out": leaves * (10 + 50)}}
+    assert result["completer_config"] == {"model": "judge", "temperature": 0.0, "top_p": 1.0, "max_tokens": 4096}
     leaf = result["graded_task_tree"]["sub_tasks"][0]
-    assert leaf["judge_metadata"]["token_usage"] == {"prompt_tokens": 1100, "completion_tokens": 60, "calls": 2}
+    meta = leaf["judge_metadata"]
+    assert meta["token_usage"] == {"judge": {"in": 1100, "out": 60}} and meta["klong"]["calls"] == 2
+    # the whole answer is kept; the explanation is its Reality and Score parts, never empty
+    assert meta["full_judge_response"].startswith("# Expectations\n")
+    assert (
+        leaf["explanation"].startswith("# Reality\nfiles seen: ['directory/flag.txt',")
+        and "Score: 1" in leaf["explanation"]
+    )
 
 
 def test_second_grade_makes_no_model_calls(tmp_path):
@@ -95,7 +104,9 @@ def test_unreadable_answers_and_failures_are_invalid_leaves(tmp_path):
     def replies(body):
         prompt = body["messages"][-1]["content"]
         if "List the files" in prompt:
-            return {"content": "1.txt 2.txt 3.txt 4.txt 5.txt"}  # not JSON: known names are still picked up
+            return {"content": "1.txt 2.txt 3.txt 4.txt 5.txt"}  # not one per line: known names are still picked up
+        if "<answer>" in prompt:  # the parsing step finds no score either
+            return {"content": '{"valid_score": false, "score": 0, "explanation": "no score"}'}
         if "'1.txt'" in prompt.split("Criterion (")[1]:
             return {"content": "Looks fine to me."}  # no score at all
         if "'2.txt'" in prompt.split("Criterion (")[1]:
@@ -125,8 +136,9 @@ def test_judge_sees_what_its_category_allows(tmp_path):
     sub = tmp_path / "sub"
     sub.mkdir()
     (sub / "model.py").write_text("class Model: pass\n")
-    (sub / "stale_results.txt").write_text("accuracy 0.99 (written by hand)\n")
-    (sub / "reproduce.sh").write_text("echo training...; echo 'accuracy 0.95' > results.txt\n")
+    (sub / "stale_results.csv").write_text("accuracy,0.99\n")  # a table written by hand, before the reproduction
+    (sub / "NOTES.md").write_text("Accuracy is about 0.95.\n")  # docs: shown to result leaves too (PaperBench)
+    (sub / "reproduce.sh").write_text("echo training...; echo 'accuracy,0.95' > results.csv\n")
     asyncio.run(reproduce(sub, tmp_path / "repro"))
     prompts = {}
 
@@ -134,17 +146,23 @@ def test_judge_sees_what_its_category_allows(tmp_path):
         prompt = body["messages"][-1]["content"]
         if "List the files" not in prompt:
             prompts[prompt.split("Criterion (")[1].split(")")[0]] = prompt
-        return {"content": json.dumps({"files": ["results.txt", "model.py", "stale_results.txt"], "expectations": "",
-                                       "reality": "", "score": 1})}  # fmt: skip
+        return {"content": json.dumps({"files": ["results.csv", "model.py", "stale_results.csv", "NOTES.md"],
+                                       "expectations": "", "reality": "", "score": 1})}  # fmt: skip
 
     with FakeOpenAIServer(replies) as server:
         result = grade(server, task, tmp_path / "repro")
     assert result["score"] == 1.0
     ra, ce, cd = prompts["Result Analysis"], prompts["Code Execution"], prompts["Code Development"]
-    assert "## File: results.txt" in ra and "stale_results.txt" not in ra and "training..." in ra
-    assert "# reproduce.log (exit code 0" in ce and "accuracy 0.95" in ce
-    assert "reproduce.log" not in cd and "## File: model.py" in cd
-    assert "Criteria above this one in the rubric (context, from the top):\n- paper" in cd
+    assert "## File: results.csv" in ra and "## File: NOTES.md" in ra and "training..." in ra
+    assert "## File: stale_results.csv" not in ra and "## File: model.py" not in ra  # an old table; code
+    assert "# reproduce.log (exit code 0" in ce and "accuracy,0.95" in ce and "## File: model.py" in ce
+    assert "reproduce.log" not in cd and "## File: model.py" in cd and "# reproduce.sh\n```\necho training" in cd
+    assert "## File: results.csv" not in cd  # not code: Code Development leaves see docs and code only
+    # rubric context as PaperBench gives it: the root, then earlier siblings of the leaf
+    assert "<preceding_criteria>\n -> paper\n</preceding_criteria>" in cd
+    assert "<preceding_criteria>\n -> paper\n -> model.py implements the model\n -> the training ran\n" in ra
+    # an empty explanation from the model is not an empty explanation in the grade
+    assert all(leaf["explanation"] for leaf in result["graded_task_tree"]["sub_tasks"])
 
 
 def test_check_judge_and_disqualification(tmp_path):
@@ -188,4 +206,9 @@ def test_code_only_and_depth_variants(tmp_path):
         code, shallow = asyncio.run(both(judge))
     assert code["num_leaf_nodes"] == 306 and code["klong"]["code_only"]
     assert shallow["num_leaf_nodes"] == len(rubric["sub_tasks"])
-    assert len(calls) == 306 + len(rubric["sub_tasks"])
+    # an unreproduced submission: Result Analysis leaves score 0 without a model call, as in PaperBench
+    shallow_ra = [
+        leaf for leaf in shallow["graded_task_tree"]["sub_tasks"] if leaf["task_category"] == "Result Analysis"
+    ]
+    assert all(leaf["explanation"].startswith("Reproduce.sh did not touch any files") for leaf in shallow_ra)
+    assert len(calls) == 306 + len(rubric["sub_tasks"]) - len(shallow_ra)

@@ -34,7 +34,9 @@ from klong.task import Task
 
 SCAFFOLD_README = "# Submission\n\nReplication in progress: nothing has been implemented yet.\n"
 NOOP_REPRODUCE = "#!/usr/bin/env bash\n# nothing to run yet\nexit 0\n"
-NUMBERS_REPRODUCE = "#!/usr/bin/env bash\ncat results.md\n"
+NUMBERS_REPRODUCE = (
+    "#!/usr/bin/env bash\nmkdir -p outputs\ncat results.md | tee outputs/results.md\n"  # a results file made by the run
+)
 
 
 class ContrastConfig(BaseModel):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from klong.io import atomic_write_json, read_json
+from klong.judge.submission import tree_paths
 
 _STEP = re.compile(r"^\[klong-draft:([\w-]+)\]")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
@@ -399,7 +400,7 @@ def judge_reply(body: dict[str, Any]) -> dict[str, Any]:
     prompt = str((body.get("messages") or [{}])[-1].get("content", ""))
     if "List the files most useful" in prompt:
         listing = prompt.split("Files:\n", 1)[-1].split("\n\nAnswer", 1)[0]
-        return _reply({"files": [ln.strip().rsplit(" (", 1)[0] for ln in listing.splitlines() if ln.strip()]})
+        return _reply({"files": tree_paths(listing)})
     m = re.search(r"^Criterion \(([^)]*)\): (.*)$", prompt, re.MULTILINE)
     if m is None:
         return {"status": 400, "message": "fake drafter: neither a drafting step nor a judge request"}

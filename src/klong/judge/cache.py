@@ -1,8 +1,11 @@
-"""Per-leaf judge cache: a re-grade of an unchanged submission makes no model calls.
+"""Per-leaf judge cache: a re-grade of an unchanged submission by the same judge makes no model calls.
 
-The key covers everything a leaf grade depends on: judge name, prompt version, judge budgets, the leaf's path (ids are
-not unique), category and requirements, the ancestors' requirements, and content hashes of the paper, addendum and
-the whole submission. One small JSON file per entry, written atomically (safe across concurrent graders).
+The key covers everything a leaf grade depends on: the judge's identity (`LeafJudge.identity()`: judge type, model,
+endpoint `base_url`, sampling settings such as temperature and max_tokens, the judge config and token budgets, the
+prompt version), the rubric variant (code-only), the leaf's path (ids are not unique), category and requirements, the
+rubric nodes shown before it, content hashes of the paper, the addendum and the judge addendum, and the submission's
+digest (every file's path and bytes, and which files the reproduction touched). One small JSON file per entry, written
+atomically (safe across concurrent graders). Only valid grades are stored.
 """
 
 from __future__ import annotations
@@ -11,15 +14,22 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from klong.io import atomic_write_json, read_json
 from klong.judge.base import LeafContext, LeafGrade
 from klong.judge.prompts import PROMPT_VERSION
 
+KEY_VERSION = 2
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("KLONG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "klong")
     return Path(base) / "judge"
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class JudgeCache:
@@ -29,24 +39,38 @@ class JudgeCache:
         self.misses = 0
 
     @staticmethod
-    def key(judge_name: str, settings: str, ctx: LeafContext) -> str:
-        parts = [PROMPT_VERSION, judge_name, settings, ctx.path, ctx.node.task_category or "", ctx.node.requirements,
-                 *ctx.ancestors, hashlib.sha256(ctx.task.paper.encode()).hexdigest(),
-                 hashlib.sha256(ctx.task.addendum.encode()).hexdigest(), ctx.submission.digest]  # fmt: skip
-        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    def key(identity: dict[str, Any], ctx: LeafContext) -> str:
+        judge_addendum = ""
+        if ctx.task.path is not None and (ctx.task.path / "judge.addendum.md").is_file():
+            judge_addendum = (ctx.task.path / "judge.addendum.md").read_text(encoding="utf-8", errors="replace")
+        parts = {
+            "v": KEY_VERSION, "prompt_version": PROMPT_VERSION, "judge": identity, "code_only": ctx.code_only,
+            "task": ctx.task.id, "path": ctx.path, "category": ctx.node.task_category, "requirements": ctx.node.requirements,
+            "check": ctx.node.check.model_dump() if ctx.node.check is not None else None, "ancestors": ctx.ancestors,
+            "paper": _sha(ctx.task.paper), "addendum": _sha(ctx.task.addendum), "judge_addendum": _sha(judge_addendum),
+            "submission": ctx.submission.digest,
+        }  # fmt: skip
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> LeafGrade | None:
         path = self._path(key)
-        if not path.exists():
+        try:
+            data = read_json(path) if path.exists() else None
+            grade = None if data is None else LeafGrade(float(data["score"]), bool(data["valid"]), str(data["explanation"]),
+                                                        dict(data["usage"]), int(data.get("calls", 0)),
+                                                        dict(data.get("metadata") or {}))  # fmt: skip
+        except Exception:  # a foreign or damaged entry is a miss, and is overwritten
+            grade = None
+        if grade is None:
             self.misses += 1
             return None
-        data = read_json(path)
         self.hits += 1
-        return LeafGrade(data["score"], data["valid"], data["explanation"], data["usage"], data.get("metadata", {}))
+        return grade
 
     def put(self, key: str, grade: LeafGrade) -> None:
         atomic_write_json(self._path(key), {"score": grade.score, "valid": grade.valid, "explanation": grade.explanation,
-                                            "usage": grade.usage, "metadata": grade.metadata}, fsync=False)  # fmt: skip
+                                            "usage": grade.usage, "calls": grade.calls, "metadata": grade.metadata},
+                          fsync=False)  # fmt: skip

@@ -6,17 +6,23 @@ Leaves without a check, and checks that need a reproduction the submission lacks
 
 from __future__ import annotations
 
+from typing import Any
+
 from klong.judge.base import LeafContext, LeafGrade
 from klong.sandbox import SandboxConfig, make_sandbox
 
 
 class CheckJudge:
     name = "check"
+    judge_type = "check"
     cacheable = False
 
     def __init__(self, sandbox: str = "local", config: SandboxConfig | None = None):
         self.sandbox = sandbox
         self.config = config or SandboxConfig(output_head_bytes=2000, output_tail_bytes=2000)
+
+    def identity(self) -> dict[str, Any]:
+        return {"judge_type": self.judge_type, "sandbox": self.sandbox}
 
     async def grade_leaf(self, ctx: LeafContext) -> LeafGrade:
         check = ctx.node.check

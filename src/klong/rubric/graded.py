@@ -31,7 +31,8 @@ class GradedNode(BaseModel):
     task_category: str | None = None
     finegrained_task_category: str | None = None
     explanation: str = ""
-    judge_metadata: dict[str, Any] | None = None
+    judge_metadata: Any = None
+    """What the judge recorded (a dict in PaperBench's outputs; some of its human gradings hold a string)."""
     sub_tasks: list[GradedNode] = Field(default_factory=list)
 
     @property
