@@ -261,3 +261,11 @@ def test_on_resume_only_the_first_pending_call_can_have_been_running(tmp_path, f
     assert sum("[interrupted" in r for r in results) == (first == "bash"), results
     assert (tmp_path / "ws" / "submission" / "b").read_text() == "b\n"  # the second call ran, once
     assert not (tmp_path / "ws" / "submission" / "a").exists()  # the reported call was not run again
+
+
+def test_trajectory_stats_reads_a_run_dir(finished_run):
+    """A run dir names its trajectories (not its meta.json or summaries)."""
+    _, out = finished_run
+    result = runner.invoke(app, ["trajectory", "stats", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["assistant_turns"] for r in json.loads(result.stdout)["trajectories"]] == [2]

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from klong.chat.context import ContextConfig
+from klong.config import Duration
 from klong.sandbox.base import SandboxConfig
 
 PAPER_END_MARKER = "[end of paper]"
@@ -34,13 +35,13 @@ class AgentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    time_limit: float = 7200.0
+    time_limit: Duration = 7200.0
     """Episode time limit in seconds (wall or virtual); reaching it ends the episode normally (`timeout`)."""
     clock: Literal["wall", "virtual"] = "wall"
     """`wall` for real tasks; `virtual` for synthetic tasks whose tools declare their cost."""
     max_turns: int | None = None
     """Optional cap on assistant turns (`max_turns` stop)."""
-    min_end_time: float = 0.0
+    min_end_time: Duration = 0.0
     """`end_task` is refused (the model is told to continue) before this much episode time..."""
     min_end_turns: int = 0
     """... or before this many assistant turns."""
@@ -50,7 +51,7 @@ class AgentConfig(BaseModel):
     `max_refusals` ends an episode whose model never complies."""
     page_chars: int = 12000
     """Characters per `read_paper` page."""
-    bash_timeout: float = 600.0
+    bash_timeout: Duration = 600.0
     """Default and maximum seconds of one bash or python call (also bounded by the time left)."""
     read_chars: int = 20000
     """Most characters `read_file` and `search_files` return at once."""

@@ -6,16 +6,9 @@ The commands live in three files, by concern: sources and filtering (`factory_so
 
 from __future__ import annotations
 
-import typer
+from klong.cli.common import sub_app
 
-from klong.cli.common import app
-
-factory_app = typer.Typer(
-    name="factory",
-    help="Research-Factory: papers in, PaperBench-format replication tasks out.",
-    no_args_is_help=True,
-)
-app.add_typer(factory_app, name="factory")
+factory_app = sub_app("factory", "Research-Factory: papers in, PaperBench-format replication tasks out.")
 
 # Registration order is the order `klong factory --help` lists the stages in: the pipeline's order.
 # isort: off

@@ -13,7 +13,17 @@ import typer
 
 from klong.cli.common import console, handle_errors
 from klong.cli.factory import factory_app
-from klong.cli.factory_sources import ConfigOpt, DirOpt, JsonOpt, NoResumeOpt, _config, _run
+from klong.cli.factory_sources import (
+    ConfigOpt,
+    DirOpt,
+    JsonOpt,
+    OldNoResumeOpt,
+    ResumeOpt,
+    _config,
+    _from_config,
+    _run,
+    resuming,
+)
 
 
 @factory_app.command("draft")
@@ -22,14 +32,39 @@ def draft_cmd(
     root: DirOpt,
     config: ConfigOpt = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="openai:NAME (any OpenAI-compatible endpoint) or fake (offline).")
+        str | None,
+        typer.Option(
+            "--model",
+            help="openai:NAME (any OpenAI-compatible endpoint) or fake (offline).",
+            show_default=_from_config("draft.model", "fake"),
+        ),
     ] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = None,
-    api_key_env: Annotated[str | None, typer.Option("--api-key-env")] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="OpenAI-compatible endpoint.",
+            show_default=_from_config("draft.base_url", "$OPENAI_BASE_URL"),
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="Env var holding the API key.",
+            show_default=_from_config("draft.api_key_env", "OPENAI_API_KEY"),
+        ),
+    ] = None,
     fewshot: Annotated[
-        Path | None, typer.Option("--fewshot", help="PaperBench papers folder (<id>/rubric.json) for examples.")
+        Path | None,
+        typer.Option(
+            "--fewshot",
+            help="PaperBench papers folder (<id>/rubric.json) for examples.",
+            show_default=_from_config("draft.fewshot_dir", "no examples"),
+        ),
     ] = None,
-    no_resume: NoResumeOpt = False,
+    resume: ResumeOpt = True,
+    no_resume: OldNoResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Draft a rubric and an addendum per paper, one JSON-mode call per step (replayed from the sidecar on reruns)."""
@@ -37,7 +72,12 @@ def draft_cmd(
 
     cfg = _config(DraftConfig, STAGE, config, model=model, base_url=base_url, api_key_env=api_key_env,
                   fewshot_dir=str(fewshot) if fewshot else None)  # fmt: skip
-    _run(STAGE, root, as_json, lambda progress: run_draft(root, cfg, resume=not no_resume, progress=progress))
+    _run(
+        STAGE,
+        root,
+        as_json,
+        lambda progress: run_draft(root, cfg, resume=resuming(resume, no_resume), progress=progress),
+    )
 
 
 @factory_app.command("check")
@@ -46,11 +86,24 @@ def check_cmd(
     root: DirOpt,
     config: ConfigOpt = None,
     judge: Annotated[
-        str | None, typer.Option("--judge", help="Training judge for the contrast check: openai:NAME or fake.")
+        str | None,
+        typer.Option(
+            "--judge",
+            help="Training judge for the contrast check: openai:NAME or fake.",
+            show_default=_from_config("check.contrast.judge", "fake"),
+        ),
     ] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="The judge's OpenAI-compatible endpoint.")] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="The judge's OpenAI-compatible endpoint.",
+            show_default=_from_config("check.contrast.base_url", "$OPENAI_BASE_URL"),
+        ),
+    ] = None,
     no_contrast: Annotated[bool, typer.Option("--no-contrast", help="Skip the contrast check.")] = False,
-    no_resume: NoResumeOpt = False,
+    resume: ResumeOpt = True,
+    no_resume: OldNoResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Hard gates, leak check and contrast check; failing papers are dropped with their reasons."""
@@ -62,19 +115,33 @@ def check_cmd(
         contrast["enabled"] = False
     if contrast:
         cfg = cfg.model_copy(update={"contrast": cfg.contrast.model_copy(update=contrast)})
-    _run(STAGE, root, as_json, lambda progress: run_check(root, cfg, resume=not no_resume, progress=progress))
+    _run(
+        STAGE,
+        root,
+        as_json,
+        lambda progress: run_check(root, cfg, resume=resuming(resume, no_resume), progress=progress),
+    )
 
 
 @factory_app.command("package")
 @handle_errors
 def package_cmd(
-    root: DirOpt, config: ConfigOpt = None, no_resume: NoResumeOpt = False, as_json: JsonOpt = False
+    root: DirOpt,
+    config: ConfigOpt = None,
+    resume: ResumeOpt = True,
+    no_resume: OldNoResumeOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write task dirs in PaperBench's layout, the sidecars, the splits and DATASET_CARD.md."""
     from klong.factory.package import STAGE, PackageConfig, run_package
 
     cfg = _config(PackageConfig, STAGE, config)
-    _run(STAGE, root, as_json, lambda progress: run_package(root, cfg, resume=not no_resume, progress=progress))
+    _run(
+        STAGE,
+        root,
+        as_json,
+        lambda progress: run_package(root, cfg, resume=resuming(resume, no_resume), progress=progress),
+    )
     if not as_json:
         console.print(f"task dirs: {root / STAGE / 'papers'}; card: {root / STAGE / 'DATASET_CARD.md'}")
 
@@ -82,7 +149,10 @@ def package_cmd(
 @factory_app.command("fake-server")
 @handle_errors
 def fake_server_cmd(
-    fixtures: Annotated[Path | None, typer.Option("--fixtures", help="Recorded answers to serve first.")] = None,
+    fixtures: Annotated[
+        Path | None,
+        typer.Option("--fixtures", help="Folder of recorded answers to serve first.", show_default="none"),
+    ] = None,
 ) -> None:
     """Serve the deterministic drafter and judge on 127.0.0.1 (for offline examples) until Ctrl-C."""
     import time

@@ -6,7 +6,6 @@ few common settings as options, shows a progress bar, and ends with a summary (`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,18 +13,35 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from klong.cli.common import console, err_console, handle_errors
+from klong.cli.common import console, err_console, handle_errors, print_json
 from klong.cli.factory import factory_app
 
 DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="The factory folder.")]
 ConfigOpt = Annotated[
-    list[str] | None, typer.Option("-c", "--config", help="factory.yaml files and dotted overrides (stage.key=value).")
-]
-NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Start the stage over instead of skipping done papers.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+    list[str] | None,
+    typer.Option("-c", "--config", help="factory.yaml files and dotted overrides (stage.key=value).",
+                 show_default="none: every stage setting at its default"),
+]  # fmt: skip
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume/--redo", help="--resume: skip the papers this stage has done (rerun the command to "
+                 "continue); --redo: start the stage over."),
+]  # fmt: skip
 RecomputedOpt = Annotated[
-    bool, typer.Option("--no-resume", help="Accepted for uniformity: this stage is recomputed on every run.")
+    bool, typer.Option("--resume/--redo", help="Accepted for uniformity: this stage is recomputed on every run.")
 ]
+OldNoResumeOpt = Annotated[bool, typer.Option("--no-resume", hidden=True, help="The old spelling of --redo.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON (progress goes to stderr).")]
+
+
+def _from_config(key: str, default: object) -> str:
+    """The default shown for an option that overrides a factory.yaml setting."""
+    return f"{key} from -c, else {default}"
+
+
+def resuming(resume: bool, no_resume: bool) -> bool:
+    """`--resume` (the default) unless `--redo` or its old spelling `--no-resume` was given."""
+    return resume and not no_resume
 
 
 def _input_count(root: Path, stage: str) -> int | None:
@@ -54,7 +70,7 @@ def _run(stage: str, root: Path, as_json: bool, fn: Callable[..., list[Any]]) ->
     counts = summary(records)
     info = {"stage": stage, "papers": len(records), **counts, "out": str(root / stage / "papers.jsonl")}
     if as_json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
         return
     drops = ", ".join(f"{k.split('@', 1)[1]} {v}" for k, v in counts.items() if k.startswith("dropped@")) or "none"
     console.print(
@@ -88,14 +104,40 @@ def _config(cls: type, stage: str, config: list[str] | None, **overrides: Any) -
 def collect_cmd(
     root: DirOpt,
     config: ConfigOpt = None,
-    local: Annotated[list[str] | None, typer.Option("--local", help="A local folder of papers (repeatable).")] = None,
-    openreview: Annotated[
-        list[str] | None, typer.Option("--openreview", help="OpenReview venue id, e.g. ICLR.cc/2024/Conference.")
+    local: Annotated[
+        list[str] | None,
+        typer.Option("--local", help="A local folder of papers (repeatable).", show_default="collect.local from -c"),
     ] = None,
-    arxiv_query: Annotated[list[str] | None, typer.Option("--arxiv", help="An arXiv search query.")] = None,
-    arxiv_id: Annotated[list[str] | None, typer.Option("--arxiv-id", help="An arXiv id to look up.")] = None,
-    max_per_source: Annotated[int | None, typer.Option("--max-per-source")] = None,
-    no_resume: NoResumeOpt = False,
+    openreview: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--openreview",
+            help="OpenReview venue id, e.g. ICLR.cc/2024/Conference (repeatable).",
+            show_default="collect.openreview_venues from -c",
+        ),
+    ] = None,
+    arxiv_query: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arxiv", help="An arXiv search query (repeatable).", show_default="collect.arxiv_queries from -c"
+        ),
+    ] = None,
+    arxiv_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arxiv-id", help="An arXiv id to look up (repeatable).", show_default="collect.arxiv_ids from -c"
+        ),
+    ] = None,
+    max_per_source: Annotated[
+        int | None,
+        typer.Option(
+            "--max-per-source",
+            help="Most papers taken from each source.",
+            show_default=_from_config("collect.max_per_source", "no limit"),
+        ),
+    ] = None,
+    resume: ResumeOpt = True,
+    no_resume: OldNoResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Gather candidate papers from local folders, OpenReview venues and arXiv."""
@@ -114,7 +156,12 @@ def collect_cmd(
 
         raise ConfigError("collect: no source given (use --local DIR, --openreview VENUE_ID, --arxiv QUERY, "
                           "--arxiv-id ID, or the collect: section of a -c factory.yaml)")  # fmt: skip
-    _run(STAGE, root, as_json, lambda progress: run_collect(root, cfg, resume=not no_resume, progress=progress))
+    _run(
+        STAGE,
+        root,
+        as_json,
+        lambda progress: run_collect(root, cfg, resume=resuming(resume, no_resume), progress=progress),
+    )
 
 
 @factory_app.command("enrich")
@@ -123,16 +170,27 @@ def enrich_cmd(
     root: DirOpt,
     config: ConfigOpt = None,
     code_links: Annotated[
-        Path | None, typer.Option("--code-links", help="A YAML/JSON dump: paper key / arXiv id / slug -> repo URL(s).")
+        Path | None,
+        typer.Option(
+            "--code-links",
+            help="A YAML/JSON dump: paper key / arXiv id / slug -> repo URL(s).",
+            show_default=_from_config("enrich.code_links_file", "none"),
+        ),
     ] = None,
-    no_resume: NoResumeOpt = False,
+    resume: ResumeOpt = True,
+    no_resume: OldNoResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add arXiv ids, code links (paper text, Hugging Face, a user dump) and citation counts."""
     from klong.factory.enrich import STAGE, EnrichConfig, run_enrich
 
     cfg = _config(EnrichConfig, STAGE, config, code_links_file=str(code_links) if code_links else None)
-    _run(STAGE, root, as_json, lambda progress: run_enrich(root, cfg, resume=not no_resume, progress=progress))
+    _run(
+        STAGE,
+        root,
+        as_json,
+        lambda progress: run_enrich(root, cfg, resume=resuming(resume, no_resume), progress=progress),
+    )
 
 
 @factory_app.command("select")
@@ -140,10 +198,25 @@ def enrich_cmd(
 def select_cmd(
     root: DirOpt,
     config: ConfigOpt = None,
-    max_papers: Annotated[int | None, typer.Option("--max-papers")] = None,
-    min_citations: Annotated[float | None, typer.Option("--min-citations")] = None,
+    max_papers: Annotated[
+        int | None,
+        typer.Option(
+            "--max-papers",
+            help="Keep at most this many papers (the most cited per year first).",
+            show_default=_from_config("select.max_papers", "no limit"),
+        ),
+    ] = None,
+    min_citations: Annotated[
+        float | None,
+        typer.Option(
+            "--min-citations",
+            help="Drop papers with fewer citations (per year, by default).",
+            show_default=_from_config("select.min_citations", "no minimum"),
+        ),
+    ] = None,
     require_code: Annotated[bool, typer.Option("--require-code", help="Keep only papers with official code.")] = False,
-    no_resume: RecomputedOpt = False,
+    resume: RecomputedOpt = True,
+    no_resume: OldNoResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Filter papers by venue, tier, year, citations and official code; keep at most --max-papers."""
@@ -160,9 +233,15 @@ def decontam_cmd(
     root: DirOpt,
     config: ConfigOpt = None,
     against: Annotated[
-        list[Path] | None, typer.Option("--against", help="An extra evaluation list (YAML/JSON/txt), repeatable.")
+        list[Path] | None,
+        typer.Option(
+            "--against",
+            help="An extra evaluation list (YAML/JSON/txt), repeatable.",
+            show_default="decontam.against from -c; PaperBench is always built in",
+        ),
     ] = None,
-    no_resume: RecomputedOpt = False,
+    resume: RecomputedOpt = True,
+    no_resume: OldNoResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Drop papers that match an evaluation set (PaperBench built in) by id, repository, title or abstract."""
@@ -180,11 +259,17 @@ def fetch_cmd(
     root: DirOpt,
     config: ConfigOpt = None,
     clone_code: Annotated[bool, typer.Option("--clone-code", help="git clone official repositories.")] = False,
-    no_resume: NoResumeOpt = False,
+    resume: ResumeOpt = True,
+    no_resume: OldNoResumeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Download or copy each paper's PDF/markdown and copy (or clone) its official code."""
     from klong.factory.fetch import STAGE, FetchConfig, run_fetch
 
     cfg = _config(FetchConfig, STAGE, config, clone_code=clone_code or None)
-    _run(STAGE, root, as_json, lambda progress: run_fetch(root, cfg, resume=not no_resume, progress=progress))
+    _run(
+        STAGE,
+        root,
+        as_json,
+        lambda progress: run_fetch(root, cfg, resume=resuming(resume, no_resume), progress=progress),
+    )

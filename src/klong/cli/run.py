@@ -9,7 +9,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from klong.cli.common import app, console, err_console, handle_errors
+from klong.cli.common import JsonOpt, app, console, err_console, exclusive_resume_redo, handle_errors, print_json
+
+_AGENT = "-c config, else the task's, else"
+"""Where an agent setting left unset comes from (flags > -c sources > the task's `klong.agent` section > default)."""
 
 
 @app.command("run")
@@ -20,31 +23,72 @@ def run_cmd(
     out: Annotated[Path, typer.Option("--out", help="Run dir (trajectories, workspaces, summaries).")],
     sandbox: Annotated[str, typer.Option("--sandbox", help="local, bwrap or docker.")] = "local",
     time_limit: Annotated[
-        str | None, typer.Option("--time-limit", help="Per-episode limit, e.g. 2h, 30m, 600.")
+        str | None,
+        typer.Option("--time-limit", help="Per-episode limit, e.g. 2h, 30m, 600.", show_default=f"{_AGENT} 2h"),
     ] = None,
-    clock: Annotated[str | None, typer.Option("--clock", help="wall, or virtual for synthetic tasks.")] = None,
+    clock: Annotated[
+        str | None,
+        typer.Option("--clock", help="wall, or virtual for synthetic tasks.", show_default=f"{_AGENT} wall"),
+    ] = None,
     attempts: Annotated[int, typer.Option("--attempts", help="Episodes per task.")] = 1,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Episodes running at once.")] = 4,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue unfinished runs.")] = False,
-    redo: Annotated[bool, typer.Option("--redo", help="Run again even finished runs.")] = False,
-    max_turns: Annotated[int | None, typer.Option("--max-turns", help="Cap on assistant turns.")] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint URL.")] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue unfinished runs (a killed process) and runs an infrastructure "
+            "failure stopped. Without it an unfinished run is an error; finished runs are always skipped.",
+        ),
+    ] = False,
+    redo: Annotated[
+        bool, typer.Option("--redo", help="Run every run again; the old ones are kept under OUT/replaced/.")
+    ] = False,
+    max_turns: Annotated[
+        int | None,
+        typer.Option("--max-turns", help="Cap on assistant turns.", show_default=f"{_AGENT} no cap"),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url", help="OpenAI-compatible endpoint URL.", show_default="$OPENAI_BASE_URL, else OpenAI"
+        ),
+    ] = None,
     api_key_env: Annotated[str, typer.Option("--api-key-env", help="Env var holding the API key.")] = "OPENAI_API_KEY",
     max_retries: Annotated[
         int, typer.Option("--max-retries", help="Retries of a failed or malformed endpoint answer.")
     ] = 6,
     tokenizer: Annotated[
-        Path | None, typer.Option("--tokenizer", help="Tokenizer of the served model (context counting).")
+        Path | None,
+        typer.Option(
+            "--tokenizer",
+            help="Tokenizer folder of the served model (context counting).",
+            show_default="hf: the model's own; else approximate counting",
+        ),
     ] = None,
-    max_len: Annotated[int | None, typer.Option("--max-len", help="Context window in tokens.")] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Most tokens per model turn.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed (hf: per call; openai: sent).")] = None,
+    max_len: Annotated[
+        int | None,
+        typer.Option("--max-len", help="Context window in tokens.", show_default=f"{_AGENT} 32768"),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Sampling temperature.", show_default="1.0")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="Most tokens per model turn.", show_default="4096")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Sampling seed (hf: per call; openai: sent).", show_default="unseeded"),
+    ] = None,
     logprobs: Annotated[bool, typer.Option("--logprobs", help="Record sampled ids and logprobs (vLLM).")] = False,
-    env: Annotated[list[str] | None, typer.Option("--env", help="Host env var passed to the sandbox (repeat).")] = None,
-    config: Annotated[
-        list[str] | None, typer.Option("-c", "--config", help="YAML file or key.path=value (repeat).")
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", help="Host env var passed to the sandbox (repeat).", show_default="none"),
     ] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option("-c", "--config", help="Agent config: YAML file or key.path=value (repeat).", show_default="none"),
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run a model on tasks: a trajectory and a submission per (task, attempt)."""
     from pydantic import ValidationError
@@ -63,6 +107,7 @@ def run_cmd(
     from klong.schema import write_run_meta
     from klong.task import find_tasks
 
+    exclusive_resume_redo(resume, redo)
     flags: dict = {}
     if time_limit is not None:
         flags["time_limit"] = parse_duration(time_limit)
@@ -103,12 +148,26 @@ def run_cmd(
         meta.extra = {"model": model, "sandbox": sandbox, "tasks": [t.id for t in task_list], "attempts": attempts}
         write_run_meta(out / "meta.json", meta)
 
-    with RolloutProgress(console) as progress:
+    with RolloutProgress(err_console) as progress:
         summaries = asyncio.run(run_rollouts(
             task_list, model_factory=lambda: load_model(model, model_config), sandbox=sandbox, config=agent_config,
             out_dir=out, attempts=attempts, concurrency=concurrency, resume=resume, redo=redo, tokenizer=tok,
             on_update=progress.update,
         ))  # fmt: skip
+    failed = [r for r in read_summaries(out) if r.stop_reason and StopReason(r.stop_reason).is_infrastructure]
+    if as_json:
+        print_json({"out": str(out), "runs": [s.model_dump() for s in summaries],
+                    "infrastructure_failures": [r.model_dump() for r in failed]})  # fmt: skip
+    else:
+        _print_runs(out, summaries)
+    if failed:
+        listing = "; ".join(f"{r.run_id}: {r.stop_reason} ({r.stop_detail})" for r in failed)
+        err_console.print(f"{len(failed)} run(s) ended by an infrastructure failure (continue them with --resume): "
+                          f"{listing}", highlight=False, markup=False)  # fmt: skip
+        raise typer.Exit(code=1)
+
+
+def _print_runs(out: Path, summaries) -> None:
     table = Table(title=f"finished runs -> {out}")
     for col in ("run", "stop", "turns", "tool calls", "time", "tokens", "files", "blacklist"):
         table.add_column(col)
@@ -117,12 +176,6 @@ def run_cmd(
         table.add_row(s.run_id, s.stop_reason or "-", str(s.assistant_turns), str(s.tool_calls), f"{t:.0f}s",
                       f"{s.prompt_tokens + s.completion_tokens:,}", str(s.submission_files), str(s.blacklist_violations))  # fmt: skip
     console.print(table if summaries else "no runs needed running (finished runs are skipped; --redo runs them again)")
-    failed = [r for r in read_summaries(out) if r.stop_reason and StopReason(r.stop_reason).is_infrastructure]
-    if failed:
-        listing = "; ".join(f"{r.run_id}: {r.stop_reason} ({r.stop_detail})" for r in failed)
-        err_console.print(f"{len(failed)} run(s) ended by an infrastructure failure (continue them with --resume): "
-                          f"{listing}", highlight=False, markup=False)  # fmt: skip
-        raise typer.Exit(code=1)
 
 
 def check_context(context, max_tokens: int) -> None:

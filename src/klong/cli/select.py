@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from klong.cli.common import app, console, handle_errors
+from klong.cli.common import JsonOpt, app, console, handle_errors, print_json
 
 
 @app.command("select")
@@ -18,15 +17,22 @@ def select_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run dirs of `klong run` (with trajectories/).")],
     out: Annotated[Path, typer.Option("--out", help="Where the selected trajectories and the report go.")],
     grades: Annotated[
-        Path | None, typer.Option("--grades", help="Folder of grades, <run_id>.json (default RUN_DIR/grades).")
+        Path | None,
+        typer.Option("--grades", help="Folder of grades, <run_id>.json.", show_default="RUN_DIR/grades"),
     ] = None,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Keep runs scoring at least this.")] = None,
-    best_of_k: Annotated[int | None, typer.Option("--best-of-k", help="Keep the k best runs of each task.")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Keep runs scoring at least this.", show_default="no threshold"),
+    ] = None,
+    best_of_k: Annotated[
+        int | None, typer.Option("--best-of-k", help="Keep the k best runs of each task.", show_default="all")
+    ] = None,
     floor: Annotated[float, typer.Option("--floor", help="Absolute minimum score, whatever the rank.")] = 0.0,
     tasks: Annotated[
-        list[Path] | None, typer.Option("--tasks", help="Task dirs for the blacklists (default: the run's workspace).")
+        list[Path] | None,
+        typer.Option("--tasks", help="Task dirs for the blacklists (repeatable).", show_default="the run's workspace"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Select trajectories: threshold and/or per-task best-of-k with a floor; valid grades only, clean monitor, no
     infrastructure failure. Writes OUT/trajectories/ (for `klong split OUT`), selection.jsonl, selection.md and
@@ -44,7 +50,7 @@ def select_cmd(
     decisions = select_runs(run_dirs, config, grades=grades, task_blacklists=task_blacklists(tasks) if tasks else None)
     summary = write_selection(decisions, out)
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
         return
     table = Table(title=f"selection -> {out}")
     table.add_column("reason")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,11 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from klong.cli.common import app, console, err_console, handle_errors
+from klong.cli.common import JsonOpt, console, err_console, handle_errors, print_json, sub_app
 from klong.exceptions import KlongError
 
-trajectory_app = typer.Typer(help="Import and inspect trajectories.", no_args_is_help=True)
-app.add_typer(trajectory_app, name="trajectory")
+trajectory_app = sub_app("trajectory", "Import and inspect trajectories.")
 
 
 @trajectory_app.command("import")
@@ -23,8 +21,12 @@ def trajectory_import(
     files: Annotated[list[Path], typer.Argument(help="Source trajectory files.")],
     source_format: Annotated[str, typer.Option("--from", help="Source format: swe-agent, mini-swe-agent or openai.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the klong trajectories (one <id>.json each).")],
+    as_json: JsonOpt = False,
 ) -> None:
-    """Convert other agents' trajectories into klong trajectories, keeping every turn."""
+    """Convert other agents' trajectories into klong trajectories, keeping every turn.
+
+    A file that cannot be imported is reported (with the format it looks like, when it looks like another) and the
+    others are still imported; the exit status is then 1."""
     from klong.importers import IMPORTERS, import_trajectory_file
     from klong.schema import write_trajectory
 
@@ -34,13 +36,14 @@ def trajectory_import(
         )
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    failures = 0
+    imported: list[dict] = []
+    failed: list[dict] = []
     for path in files:
         try:
             traj = import_trajectory_file(path, source_format)
         except KlongError as e:
             err_console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False)
-            failures += 1
+            failed.append({"source": str(path), "error": str(e)})
             continue
         base, n = traj.id, 1
         while traj.id in used:
@@ -49,12 +52,17 @@ def trajectory_import(
         used.add(traj.id)
         target = out / f"{traj.id}.json"
         write_trajectory(target, traj)
-        console.print(
-            f"{path.name} -> {target}  ({len(traj.messages)} messages, {traj.assistant_turns()} assistant turns, "
-            f"{traj.tool_call_count()} tool calls)"
-        )
-    console.print(f"imported {len(files) - failures} of {len(files)} files into {out}")
-    if failures:
+        row = {"source": str(path), "out": str(target), "messages": len(traj.messages),
+               "assistant_turns": traj.assistant_turns(), "tool_calls": traj.tool_call_count()}  # fmt: skip
+        imported.append(row)
+        if not as_json:
+            console.print(f"{path.name} -> {target}  ({row['messages']} messages, {row['assistant_turns']} assistant "
+                          f"turns, {row['tool_calls']} tool calls)")  # fmt: skip
+    if as_json:
+        print_json({"format": source_format, "out": str(out), "imported": imported, "failed": failed})
+    else:
+        console.print(f"imported {len(imported)} of {len(files)} files into {out}")
+    if failed:
         raise typer.Exit(code=1)
 
 
@@ -63,12 +71,20 @@ def trajectory_import(
 def trajectory_stats_cmd(
     target: Annotated[Path, typer.Argument(help="A klong trajectory file, or a folder of them.")],
     tokenizer: Annotated[
-        Path | None, typer.Option("--tokenizer", help="Hugging Face tokenizer folder; counts template tokens.")
+        Path | None,
+        typer.Option(
+            "--tokenizer", help="Hugging Face tokenizer folder; counts template tokens.", show_default="no token counts"
+        ),
     ] = None,
     chat_template: Annotated[
-        Path | None, typer.Option("--chat-template", help="A .jinja chat template to use instead of the tokenizer's.")
+        Path | None,
+        typer.Option(
+            "--chat-template",
+            help="A .jinja chat template to use instead of the tokenizer's.",
+            show_default="the tokenizer's",
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Messages, assistant turns, tool calls, characters and tokens per trajectory, with totals."""
     from klong.data.stats import totals, trajectory_files, trajectory_stats
@@ -79,7 +95,7 @@ def trajectory_stats_cmd(
     rows = [trajectory_stats(read_trajectory(f), tok, f) for f in trajectory_files(target)]
     total = totals(rows)
     if as_json:
-        print(json.dumps({"trajectories": [r.model_dump() for r in rows], "total": total}, indent=2))
+        print_json({"trajectories": [r.model_dump() for r in rows], "total": total})
         return
     table = Table(title=f"trajectories in {target}")
     for col in ("id", "messages", "assistant", "tool calls", "chars", "tokens", "stop"):

@@ -4,18 +4,25 @@
 source that names an existing `.yaml`/`.yml` file is read and deep-merged; `a.b=value` sets one field (the value is
 parsed as YAML, so numbers, booleans and lists work; list items by index). The result is validated, and errors name
 the field and the source.
+
+Durations: a field typed `Duration` accepts seconds (`5400`) or text (`90s`, `30m`, `2h`, `1h30m`, `12h`) wherever it
+appears, and holds seconds.
+
+Run dirs: `write_config` writes the resolved config a run started with; `set_aside` moves an earlier run's files under
+`replaced/<k>/` (the `--redo` of every command that can find earlier work in its output).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from klong.exceptions import ConfigError
 from klong.io import atomic_write_text, format_validation_error, read_yaml
@@ -27,13 +34,28 @@ _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, 
 
 def parse_duration(value: str | float | int) -> float:
     """Seconds from `90`, `90s`, `30m`, `2h`, `1.5h`, `500ms`, or a compound `1h30m`."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"cannot read {value!r} as a duration (examples: 90, 45s, 30m, 2h, 1h30m)")
     if isinstance(value, int | float):
+        if value < 0:
+            raise ConfigError(f"a duration cannot be negative ({value})")
         return float(value)
     text = str(value).strip().lower()
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|hr|h|d)?", text)
     if not parts or "".join(n + (u or "") for n, u in parts) != text.replace(" ", ""):
         raise ConfigError(f"cannot read {value!r} as a duration (examples: 90, 45s, 30m, 2h, 1h30m)")
     return sum(float(n) * _UNITS[u or None] for n, u in parts)
+
+
+def _duration_field(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None  # pydantic reports it with the field's name
+
+
+Duration = Annotated[float, BeforeValidator(_duration_field)]
+"""A config field holding seconds, given as a number or as text (`90s`, `30m`, `2h`, `1h30m`)."""
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -101,3 +123,24 @@ def load_config(cls: type[M], sources: Sequence[str] = (), base: dict[str, Any] 
 def write_config(path: str | Path, config: BaseModel) -> None:
     """Write the resolved configuration as YAML (the run dir's `config.yaml`)."""
     atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+
+
+def set_aside(out: str | Path, names: Iterable[str] | None = None) -> Path | None:
+    """Move an earlier run's files out of the way (kept, never deleted): the entries `names` of `out` (default: all of
+    them) go to `out/replaced/<k>/`, k the first free number. Returns that folder, or None when there was nothing to
+    move. This is what `--redo` does in every command that can find earlier work in its output."""
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    wanted = [out / n for n in names] if names is not None else [p for p in out.iterdir() if p.name != "replaced"]
+    present = sorted(p for p in wanted if p.exists() or p.is_symlink())
+    if not present:
+        return None
+    k = 0
+    while (out / "replaced" / str(k)).exists():
+        k += 1
+    dest = out / "replaced" / str(k)
+    dest.mkdir(parents=True)
+    for p in present:
+        os.replace(p, dest / p.name)
+    return dest

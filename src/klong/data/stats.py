@@ -67,9 +67,9 @@ def trajectory_files(target: str | Path) -> list[Path]:
         return [target]
     if not target.is_dir():
         raise InputFileError(target, "no such file or folder")
+    if (target / "trajectories").is_dir():  # a run dir: its trajectories, not its meta.json or summaries
+        target = target / "trajectories"
     files = sorted(target.glob("*.json"))
-    if not files and (target / "trajectories").is_dir():
-        files = sorted((target / "trajectories").glob("*.json"))
     if not files:
         raise InputFileError(target, "folder holds no trajectory files (*.json)")
     return files

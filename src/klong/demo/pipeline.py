@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 
+from klong.agent.clock import format_duration
 from klong.agent.config import PAPER_END_MARKER, AgentConfig, CommandCost
 from klong.chat.context import ContextConfig
 from klong.demo.tasks import EXPERIMENT_SECONDS, LEAF_NAMES, make_tasks
@@ -359,7 +360,7 @@ def _run_demo(out: str | Path, config: DemoConfig, console: Console | None) -> d
             results["rows"].append({**demo.evaluate(models[policy], evals, policy), "label": labels[policy]})
     stages = [(c.full_time * f, c.rl_iterations) for f in c.rl_stages]
     for i, (timeout, _) in enumerate(stages):
-        with demo.phase(f"progressive RL stage {i + 1} (rollout timeout {timeout / 3600:.1f} virtual hours)"):
+        with demo.phase(f"progressive RL stage {i + 1} (rollout timeout {format_duration(timeout)}, virtual)"):
             snapshot = demo.snapshot(demo.rl(models["epoch"], stages[: i + 1]), f"rl-stage{i + 1}")
         with demo.phase(f"evaluate after RL stage {i + 1}"):
             row = demo.evaluate(snapshot, evals, f"rl-stage{i + 1}")

@@ -34,14 +34,14 @@ def load_hf(path: str | Path, device: str | None = None, dtype: str = "auto"):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from klong.models.tokenizer import load_tokenizer
+    from klong.models.tokenizer import hub_id_hint, load_tokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     key = (str(Path(path).resolve()), device, dtype)
     with _LOAD_LOCK:
         if key not in _LOADED:
             if not Path(path).is_dir():
-                raise InputFileError(path, "model folder not found")
+                raise InputFileError(path, f"model folder not found{hub_id_hint(path)}")
             tokenizer = load_tokenizer(path)
             torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, local_files_only=True)

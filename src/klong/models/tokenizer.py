@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from klong.exceptions import InputFileError
@@ -21,9 +22,10 @@ def load_tokenizer(path: str | Path, chat_template: str | Path | None = None):
     """
     from transformers import AutoTokenizer
 
+    hint = hub_id_hint(path, tokenizer_only=True)
     path = Path(path)
     if not path.is_dir():
-        raise InputFileError(path, "tokenizer folder not found")
+        raise InputFileError(path, "tokenizer folder not found" + hint)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         if not _matches_file(tokenizer, path / "tokenizer.json"):
@@ -39,6 +41,22 @@ def load_tokenizer(path: str | Path, chat_template: str | Path | None = None):
     if not getattr(tokenizer, "chat_template", None):
         raise InputFileError(path, "the tokenizer has no chat template; pass one (a .jinja file)")
     return tokenizer
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def hub_id_hint(path: str | Path, *, tokenizer_only: bool = False) -> str:
+    """For a missing path shaped like a Hugging Face Hub id (`Qwen/Qwen2.5-7B-Instruct`): the sentence that says klong
+    reads local folders and how to get one (appended to the error); else ""."""
+    text = str(path)
+    if not _HUB_ID.match(text) or Path(text).exists() or Path(text.split("/")[0]).exists():
+        return ""  # not shaped like `org/name`, or a local path (its first folder exists) with a typo further on
+    local = f"models/{text.split('/')[1]}"
+    only = " --include '*.json' '*.txt' '*.model' '*.jinja'" if tokenizer_only else ""
+    return (f"; {text!r} looks like a Hugging Face Hub id, but klong reads local folders only (it never downloads): "
+            f"download it first, e.g. `hf download {text} --local-dir {local}{only}` (older huggingface_hub: "
+            f"`huggingface-cli download`), then pass {local}")  # fmt: skip
 
 
 _PIPELINE = ("normalizer", "pre_tokenizer", "decoder")

@@ -1,12 +1,18 @@
-"""Configuration of `klong sft` (YAML + dotted overrides; the resolved config is saved in the run dir)."""
+"""Configuration of `klong sft` (YAML + dotted overrides; the resolved config is saved in the run dir), and the choice
+of torch's CPU thread count shared by the SFT and RL trainers."""
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from klong.chat.context import ContextConfig
+from klong.exceptions import ConfigError
 
 
 class LoraConfig(BaseModel):
@@ -87,6 +93,9 @@ class SFTConfig(BaseModel):
     """Also report metrics to these trackers (through accelerate)."""
     save_merged: bool = True
     """With LoRA: also save the adapters merged into the base model."""
+    torch_threads: int | None = None
+    """CPU threads torch uses (`torch.set_num_threads`). Default: `KLONG_TORCH_THREADS`, else an explicit
+    `OMP_NUM_THREADS`, else the cores this process may use (affinity, cgroup quota) divided by the local processes."""
 
     @model_validator(mode="after")
     def _check(self) -> SFTConfig:
@@ -97,3 +106,86 @@ class SFTConfig(BaseModel):
     @property
     def model_path(self) -> str:
         return self.model.removeprefix("hf:")
+
+
+THREADS_ENV = "KLONG_TORCH_THREADS"
+
+
+class ThreadChoice(NamedTuple):
+    threads: int
+    reason: str
+
+    def describe(self) -> str:
+        """The line the trainers log."""
+        return f"torch threads: {self.threads} ({self.reason}; torch_threads or {THREADS_ENV} sets it)"
+
+
+def choose_torch_threads(configured: int | None, *, env: Mapping[str, str], affinity: int, cpu_quota: float | None
+                         ) -> ThreadChoice:  # fmt: skip
+    """How many CPU threads torch should use in this process (pure: every input is given).
+
+    In order: `configured` (the config's `torch_threads`), `KLONG_TORCH_THREADS`, an explicit `OMP_NUM_THREADS`
+    (respected as given), else the cores the process may use, `min(affinity, cgroup quota)` (a quota of 1.5 CPUs is
+    1 core: more threads than the quota are throttled), divided by the processes on this machine (`LOCAL_WORLD_SIZE`,
+    set by `accelerate launch` and torchrun). Uncapped, torch starts a thread per core it sees, whatever the quota or the
+    other processes; on a busy 2-core machine that made an SFT step 12x slower."""
+    if configured is not None:
+        if configured < 1:
+            raise ConfigError(f"torch_threads must be at least 1 (got {configured})")
+        return ThreadChoice(configured, "torch_threads in the config")
+    raw = env.get(THREADS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"{THREADS_ENV}={raw!r}: expected a whole number of threads, at least 1")
+        return ThreadChoice(int(raw), f"{THREADS_ENV}={raw}")
+    omp = env.get("OMP_NUM_THREADS", "").strip().split(",")[0].strip()  # OpenMP allows a list (nested levels)
+    if omp.isdigit() and int(omp) >= 1:
+        return ThreadChoice(int(omp), f"OMP_NUM_THREADS={omp}")
+    cores = max(1, affinity)
+    why = f"{affinity} cores in the affinity mask"
+    if cpu_quota is not None and math.floor(cpu_quota) < cores:
+        cores = max(1, math.floor(cpu_quota))
+        why = f"a cgroup quota of {cpu_quota:g} CPUs ({affinity} cores in the affinity mask)"
+    local = env.get("LOCAL_WORLD_SIZE", "1").strip()
+    procs = int(local) if local.isdigit() and int(local) >= 1 else 1
+    threads = max(1, cores // procs)
+    return ThreadChoice(threads, why + (f", shared by {procs} local processes" if procs > 1 else ""))
+
+
+def parse_cpu_max(text: str | None) -> float | None:
+    """CPUs allowed by a cgroup v2 `cpu.max` (`"200000 100000"` -> 2.0; `"max 100000"` -> None: no quota)."""
+    parts = (text or "").split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        quota, period = float(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup (v2 `cpu.max`, else v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), or None."""
+
+    def read(path: Path) -> str | None:
+        try:
+            return path.read_text().strip()
+        except OSError:
+            return None
+
+    v2 = read(root / "cpu.max")
+    if v2 is not None:
+        return parse_cpu_max(v2)
+    quota, period = read(root / "cpu" / "cpu.cfs_quota_us"), read(root / "cpu" / "cpu.cfs_period_us")
+    return parse_cpu_max(f"{quota} {period}") if quota and period and not quota.startswith("-") else None
+
+
+def apply_torch_threads(configured: int | None) -> ThreadChoice:
+    """Choose (`choose_torch_threads`, from this process's real affinity, cgroup and environment) and apply
+    `torch.set_num_threads`; the trainers log `describe()` and record the choice in `meta.json`."""
+    import torch
+
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    choice = choose_torch_threads(configured, env=os.environ, affinity=affinity, cpu_quota=cgroup_cpu_quota())
+    torch.set_num_threads(choice.threads)
+    return choice

@@ -12,6 +12,9 @@
         save the policy and the iteration's state; a restart continues from the last finished iteration
     after each stage: roll out and grade the evaluation tasks
 
+Progress lines (stderr) number stages and iterations from 1 (`RL stage 2/3 (timeout 4h 00m), iteration 5/20`); files
+and metrics keep 0-based indices (`stages/s1/it4/`, `"stage": 1, "stage_iteration": 4`).
+
 Layout: `state.json`, `metrics.jsonl` (one line per iteration, plus `eval` lines), `checkpoints/latest/` (policy,
 optimizer, RNG), `stages/s<m>/it<i>/{rollouts,grades}/` (failed attempts under `rollouts/failed/`).
 """
@@ -25,14 +28,16 @@ import shlex
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from klong.agent.clock import format_duration
 from klong.chat.context import ContextConfig
-from klong.config import write_config
+from klong.config import set_aside, write_config
 from klong.data.split import split_trajectory
 from klong.exceptions import ConfigError, KlongError, StopReason
 from klong.io import atomic_write_json, read_json
@@ -42,10 +47,17 @@ from klong.rollout.runner import archive_run, run_id_for, run_rollouts
 from klong.schema import Trajectory, read_trajectory
 from klong.task import Task, find_tasks
 from klong.train.common import MetricsLog, load_model, make_optimizer
+from klong.train.config import apply_torch_threads
 from klong.train.data import Window, window_of
 from klong.train.ppo import PPOUpdate
 from klong.train.rl_config import RLConfig
 from klong.train.rl_loss import rollout_advantages
+
+
+def stage_label(stages, m: int) -> str:
+    """How progress lines name stage `m` (0-based, as in `stages/s<m>/` and metrics.jsonl): 1-based for humans, with
+    its timeout in the unit used everywhere else (`format_duration`): `RL stage 1/3 (timeout 2h 00m)`."""
+    return f"RL stage {m + 1}/{len(stages)} (timeout {format_duration(stages[m].timeout)})"
 
 
 class RLTrainer:
@@ -67,9 +79,8 @@ class RLTrainer:
         state_path = self.out / "state.json"
         latest = self.out / "checkpoints" / "latest"
         if state_path.exists() and not resume:
-            raise ConfigError(
-                f"{self.out} holds an RL run already: continue it with --resume or use another output_dir"
-            )
+            raise ConfigError(f"{self.out} holds an RL run already: continue it with --resume, start over with --redo, "
+                              "or use another output_dir")  # fmt: skip
         state = read_json(state_path) if resume and state_path.exists() else {"stage": 0, "iteration": 0, "done": 0}
         cfg = self.config
         source = str(latest / "policy") if state["done"] and latest.exists() else cfg.policy_path
@@ -282,10 +293,15 @@ class RLTrainer:
             if subprocess.run(command, shell=True).returncode != 0:
                 raise KlongError(f"reload_command failed: {command}")
         if self.progress:
-            print(f"stage {m} (timeout {stage.timeout:.0f}s) iteration {i}: reward {record['reward_mean']:.3f} "
-                  f"+- {record['reward_std']:.3f}, kl {record.get('kl', 0):.4f}, clip {record.get('clip_fraction', 0):.3f}"
-                  + (f", {counts['infra_failures']} infrastructure failures" if counts["infra_failures"] else ""))  # fmt: skip
+            self._log(f"{stage_label(cfg.stages, m)}, iteration {i + 1}/{stage.iterations}: reward "
+                      f"{record['reward_mean']:.3f} +- {record['reward_std']:.3f}, kl {record.get('kl', 0):.4f}, "
+                      f"clip {record.get('clip_fraction', 0):.3f}"
+                      + (f", {counts['infra_failures']} infrastructure failures" if counts["infra_failures"] else ""))  # fmt: skip
         return record
+
+    @staticmethod
+    def _log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)  # progress goes to stderr: stdout is for results (`--json`)
 
     async def _evaluate(self, m: int, queue: GradingQueue) -> dict[str, Any]:
         cfg = self.config
@@ -299,16 +315,41 @@ class RLTrainer:
                   "eval_scores": {k: float(r["grade"]["score"]) for k, r in sorted(results.items())},
                   "eval_infra_failures": counts["infra_failures"], "eval_left_out": counts["left_out"]}  # fmt: skip
         self.metrics.write(record, m)
+        if self.progress:
+            score = "n/a" if record["eval_score"] is None else f"{record['eval_score']:.3f}"
+            self._log(f"{stage_label(cfg.stages, m)}: evaluation score {score} over {len(scores)} held-out tasks "
+                      f"(timeout {format_duration(timeout)})")  # fmt: skip
         return record
 
 
-def run_rl(config: RLConfig, *, resume: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+RUN_FILES = ("state.json", "checkpoints", "stages", "metrics.jsonl", "config.yaml", "meta.json")
+"""What an RL run writes into its output dir (what `--redo` sets aside)."""
+
+
+def run_rl(
+    config: RLConfig, *, resume: bool = False, redo: bool = False, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Train; `resume` continues the run `output_dir` holds from its last finished iteration, `redo` sets that run
+    aside (`output_dir/replaced/<k>/`) and starts over; with neither, an `output_dir` holding a run is an error (and
+    nothing in it is touched)."""
+    if resume and redo:
+        raise ConfigError("--resume and --redo exclude each other")
     out = Path(config.output_dir)
+    threads = apply_torch_threads(config.torch_threads)
+    if progress:
+        RLTrainer._log(threads.describe())
+    trainer = RLTrainer(config, progress=progress)  # inputs first: tasks, tokenizer, judge
+    if redo:
+        set_aside(out, RUN_FILES)
+    if (out / "state.json").exists() and not resume:
+        raise ConfigError(f"{out} holds an RL run already: continue it with --resume, start over with --redo (the old "
+                          "run is kept under replaced/), or use another output_dir")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    trainer = RLTrainer(config, progress=progress)
     write_config(out / "config.yaml", config)
     from klong.provenance import collect_run_meta
     from klong.schema import write_run_meta
 
-    write_run_meta(out / "meta.json", collect_run_meta())
+    meta = collect_run_meta()
+    meta.extra = {"torch_threads": threads.threads, "torch_threads_reason": threads.reason}
+    write_run_meta(out / "meta.json", meta)
     return asyncio.run(trainer._run(resume))

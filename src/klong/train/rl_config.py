@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from klong.agent.config import AgentConfig
-from klong.config import parse_duration
+from klong.config import Duration
 from klong.models.config import ModelConfig
 from klong.train.config import LoraConfig
 
@@ -15,18 +15,13 @@ from klong.train.config import LoraConfig
 class Stage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timeout: float
+    timeout: Duration
     """Rollout time limit of this stage, in seconds (`2h`, `30m` accepted). The paper: 2 h, then 4 h, then 6 h."""
     iterations: int = 1
     max_turns: int | None = None
     """Optional cap on assistant turns per rollout in this stage."""
     context_tokens: int | None = None
     """Optional context window for this stage (default: the agent config's)."""
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, v):
-        return parse_duration(v)
 
 
 class RLConfig(BaseModel):
@@ -41,8 +36,8 @@ class RLConfig(BaseModel):
     """Task dirs, or folders of task dirs, to sample training tasks from."""
     eval_tasks: list[str] = Field(default_factory=list)
     """Held-out tasks rolled out and graded (before any training grading) after every stage."""
-    eval_timeout: float | None = None
-    """Rollout time limit for evaluation (default: the last stage's)."""
+    eval_timeout: Duration | None = None
+    """Rollout time limit for evaluation, in seconds (`12h` accepted; default: the last stage's)."""
     stages: list[Stage]
     tasks_per_iteration: int = 4
     group_size: int = 4
@@ -98,6 +93,9 @@ class RLConfig(BaseModel):
     pack_length: int = 32768
     attn_implementation: str = "sdpa"
     seed: int = 0
+    torch_threads: int | None = None
+    """CPU threads torch uses (`torch.set_num_threads`). Default: `KLONG_TORCH_THREADS`, else an explicit
+    `OMP_NUM_THREADS`, else the cores this process may use (affinity, cgroup quota) divided by the local processes."""
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from klong.config import write_config
+from klong.config import set_aside, write_config
 from klong.exceptions import ConfigError, InputFileError
 from klong.train.common import (
     Checkpoints,
@@ -28,9 +29,12 @@ from klong.train.common import (
     peak_memory_mb,
     row_tensors,
 )  # fmt: skip
-from klong.train.config import SFTConfig
+from klong.train.config import SFTConfig, apply_torch_threads
 from klong.train.data import PackedRow, Window, epoch_steps, load_windows
 from klong.train.loss import TokenLoss
+
+RUN_FILES = ("checkpoints", "final", "metrics.jsonl", "config.yaml", "meta.json")
+"""What an SFT run writes into its output dir (what `--redo` sets aside)."""
 
 
 def zero_weight(row: PackedRow) -> PackedRow:
@@ -90,10 +94,15 @@ def evaluate(model, windows: list[Window], accelerator, *, pack_length: int) -> 
     return float(sums[0] / max(1.0, float(sums[1])))
 
 
-def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_sft(config: SFTConfig, *, resume: bool = False, redo: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train; `resume` continues the run `output_dir` holds from its last checkpoint, `redo` sets that run aside
+    (`output_dir/replaced/<k>/`) and starts over; with neither, an `output_dir` holding checkpoints is an error."""
     from accelerate import Accelerator, PartialState
     from accelerate.utils import parse_flag_from_env, set_seed
 
+    if resume and redo:
+        raise ConfigError("--resume and --redo exclude each other")
+    threads = apply_torch_threads(config.torch_threads)
     out = Path(config.output_dir)
     # the process group as `Accelerator()` itself would set it up (ACCELERATE_USE_CPU: gloo on CPU)
     procs = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes
@@ -109,27 +118,38 @@ def run_sft(config: SFTConfig, *, resume: bool = False, progress: bool = True) -
     accelerator = Accelerator(mixed_precision="bf16" if config.dtype == "bfloat16" else "no",
                               gradient_accumulation_steps=micro, log_with=config.log_with or None,
                               project_dir=str(out))  # fmt: skip
+    if progress and accelerator.is_main_process:
+        print(threads.describe(), file=sys.stderr)
     set_seed(config.seed)
     checkpoints = Checkpoints(out / "checkpoints", config.keep_checkpoints)
     # inputs first: a missing model or data file is an error before anything is written to the output dir
     if not (Path(config.model_path) / "config.json").is_file():
-        raise InputFileError(config.model_path, "not a Hugging Face model folder (no config.json)")
-    tokenizer = None
-    if any(not s.endswith(".parquet") for s in [*config.train_data, *config.eval_data]):
-        from klong.models.tokenizer import load_tokenizer
+        from klong.models.tokenizer import hub_id_hint
 
-        tokenizer = load_tokenizer(config.tokenizer or config.model_path, config.chat_template)
+        raise InputFileError(config.model_path, "not a Hugging Face model folder (no config.json)"
+                             + hub_id_hint(config.model_path))  # fmt: skip
+    from klong.models.tokenizer import load_tokenizer
+
+    # trajectories are split with it; windows files are checked against the one they were made with
+    tokenizer = load_tokenizer(config.tokenizer or config.model_path, config.chat_template)
     train = load_windows(config.train_data, tokenizer, config.split)
     evals = load_windows(config.eval_data, tokenizer, config.split) if config.eval_data else []
+    if redo:
+        if accelerator.is_main_process:
+            set_aside(out, RUN_FILES)
+        accelerator.wait_for_everyone()
     if not resume and checkpoints.latest() is not None:
-        raise ConfigError(f"{out} has checkpoints already: continue with --resume or choose another output_dir")
+        raise ConfigError(f"{out} holds an SFT run (checkpoints/): continue it with --resume, start over with --redo "
+                          "(the old run is kept under replaced/), or choose another output_dir")  # fmt: skip
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_config(out / "config.yaml", config)
         from klong.provenance import collect_run_meta
         from klong.schema import write_run_meta
 
-        write_run_meta(out / "meta.json", collect_run_meta())
+        meta = collect_run_meta()
+        meta.extra = {"torch_threads": threads.threads, "torch_threads_reason": threads.reason}
+        write_run_meta(out / "meta.json", meta)
 
     def plan(epoch: int) -> list:
         return epoch_steps(train, seed=config.seed, epoch=epoch, pack_length=config.pack_length,
@@ -248,6 +268,7 @@ def save_final(accelerator, model, config: SFTConfig, final: Path, tokenizer=Non
 def _progress(enabled: bool, total: int, done: int):
     if not enabled:
         return None
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -258,6 +279,6 @@ def _progress(enabled: bool, total: int, done: int):
     )
 
     bar = Progress(TextColumn("sft"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True))  # fmt: skip
     bar.start()
     return bar, bar.add_task("", total=total, completed=done)
