@@ -157,6 +157,7 @@ def restore_torch_threads():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow  # two real SFT runs; .ci/run runs the slow tier
 def test_sft_refuses_earlier_checkpoints_redo_sets_them_aside_and_threads_are_applied(
     tmp_path, tiny_model_dir, monkeypatch, restore_torch_threads
 ):
@@ -186,6 +187,7 @@ def test_sft_refuses_earlier_checkpoints_redo_sets_them_aside_and_threads_are_ap
     assert resumed.exit_code == 0 and json.loads(resumed.stdout)["output_dir"] == str(out)
 
 
+@pytest.mark.slow  # real RL iterations; .ci/run runs the slow tier
 def test_rl_refuses_an_earlier_run_untouched_redo_sets_it_aside_and_progress_numbers_from_1(tmp_path, tiny_model_dir):
     from tests.train.test_rl import synthetic_tasks
 

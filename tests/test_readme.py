@@ -46,6 +46,7 @@ def test_every_block_is_run_or_named_and_the_test_command_is_ci_s():
     assert test_command in (REPO / ".ci" / "run").read_text().splitlines()
 
 
+@pytest.mark.slow  # about 25 s; .ci/run runs the slow tier
 def test_readme_examples_run_from_a_fresh_clone(tmp_path):
     work = tmp_path / "clone"
     shutil.copytree(REPO / "examples", work / "examples", ignore=shutil.ignore_patterns("__pycache__"))
