@@ -57,6 +57,10 @@ def sub_app(name: str, help: str) -> typer.Typer:
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (progress and notes go to stderr).")]
+RedoOutputDirOpt = Annotated[
+    bool, typer.Option("--redo", help="Start over; the run in output_dir is kept under output_dir/replaced/<k>/.")
+]
+"""`--redo` of the training commands (`klong sft`, `klong rl`), whose output is `output_dir`."""
 
 
 def print_json(data: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from klong.cli.common import JsonOpt, app, console, exclusive_resume_redo, handle_errors, print_json
+from klong.cli.common import JsonOpt, RedoOutputDirOpt, app, console, exclusive_resume_redo, handle_errors, print_json
 
 
 @app.command("rl")
@@ -16,10 +16,7 @@ def rl_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in output_dir from its last finished iteration.")
     ] = False,
-    redo: Annotated[
-        bool,
-        typer.Option("--redo", help="Start over; the run in output_dir is kept under output_dir/replaced/<k>/."),
-    ] = False,
+    redo: RedoOutputDirOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Progressive RL: stages with growing rollout timeouts, judge rewards, PPO-clip over split trajectories.

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from klong.cli.common import JsonOpt, app, console, exclusive_resume_redo, handle_errors, print_json
+from klong.cli.common import JsonOpt, RedoOutputDirOpt, app, console, exclusive_resume_redo, handle_errors, print_json
 
 
 @app.command("sft")
@@ -16,10 +16,7 @@ def sft_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in output_dir from its last checkpoint, exactly.")
     ] = False,
-    redo: Annotated[
-        bool,
-        typer.Option("--redo", help="Start over; the run in output_dir is kept under output_dir/replaced/<k>/."),
-    ] = False,
+    redo: RedoOutputDirOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Trajectory-splitting SFT of a Hugging Face causal LM (multi-GPU: `accelerate launch -m klong sft ...`).

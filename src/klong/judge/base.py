@@ -57,6 +57,18 @@ class JudgeConfig(BaseModel):
     always runs this step, with a separate parsing model)."""
 
 
+JUDGE_ADDENDUM = "judge.addendum.md"
+"""A task's notes for the judge only (beside `addendum.md`, which the agent sees too)."""
+
+
+def judge_addendum(task: Task) -> str:
+    """The task's `judge.addendum.md`, "" when it has none."""
+    path = task.path / JUDGE_ADDENDUM if task.path is not None else None
+    if path is None or not path.is_file():
+        return ""
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
 @dataclass
 class LeafContext:
     path: str

@@ -10,6 +10,7 @@ atomically (safe across concurrent graders). Only valid grades are stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from klong.io import atomic_write_json, read_json
-from klong.judge.base import LeafContext, LeafGrade
+from klong.judge.base import LeafContext, LeafGrade, judge_addendum
 from klong.judge.prompts import PROMPT_VERSION
 
 KEY_VERSION = 2
@@ -28,6 +29,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "judge"
 
 
+@functools.lru_cache(maxsize=64)  # the paper's hash at every leaf: computed once per text
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -40,14 +42,11 @@ class JudgeCache:
 
     @staticmethod
     def key(identity: dict[str, Any], ctx: LeafContext) -> str:
-        judge_addendum = ""
-        if ctx.task.path is not None and (ctx.task.path / "judge.addendum.md").is_file():
-            judge_addendum = (ctx.task.path / "judge.addendum.md").read_text(encoding="utf-8", errors="replace")
         parts = {
             "v": KEY_VERSION, "prompt_version": PROMPT_VERSION, "judge": identity, "code_only": ctx.code_only,
             "task": ctx.task.id, "path": ctx.path, "category": ctx.node.task_category, "requirements": ctx.node.requirements,
             "check": ctx.node.check.model_dump() if ctx.node.check is not None else None, "ancestors": ctx.ancestors,
-            "paper": _sha(ctx.task.paper), "addendum": _sha(ctx.task.addendum), "judge_addendum": _sha(judge_addendum),
+            "paper": _sha(ctx.task.paper), "addendum": _sha(ctx.task.addendum), "judge_addendum": _sha(judge_addendum(ctx.task)),
             "submission": ctx.submission.digest,
         }  # fmt: skip
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

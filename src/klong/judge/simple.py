@@ -25,7 +25,7 @@ from typing import Any
 
 from klong.exceptions import ModelError
 from klong.judge import prompts as P
-from klong.judge.base import JudgeConfig, LeafContext, LeafGrade, Usage, add_usage
+from klong.judge.base import JudgeConfig, LeafContext, LeafGrade, Usage, add_usage, judge_addendum
 from klong.judge.parse import ParsedGrade, parse_file_ranking, parse_grade
 from klong.judge.submission import REPRODUCE_LOG, REPRODUCE_SCRIPT, Submission, SubmissionFile, file_tree, reduce_log
 from klong.judge.tokens import DEFAULT_CONTEXT, context_window, make_counter
@@ -33,7 +33,6 @@ from klong.protocols import Model
 from klong.schema import Message
 
 CATEGORIES = ("Code Development", "Code Execution", "Result Analysis")
-JUDGE_ADDENDUM = "judge.addendum.md"
 """PaperBench's addendum for the judge only, beside `addendum.md` in a paper folder."""
 MISSING = "(Does not exist)"
 NOT_TOUCHED = "Reproduce.sh did not touch any files, so there are no reproduced results to analyze."
@@ -102,10 +101,7 @@ class SimpleJudge:
             return self._prepared[key]
         c, count, head, sub = self.config, self.counter.count, self.counter.head, ctx.submission
         n_ctx = self.context_tokens
-        judge_addendum = ""
-        if ctx.task.path is not None and (ctx.task.path / JUDGE_ADDENDUM).is_file():
-            judge_addendum = (ctx.task.path / JUDGE_ADDENDUM).read_text(encoding="utf-8", errors="replace")
-        addendum = f"{ctx.task.addendum}\n{judge_addendum}".strip() or "(NO ADDENDUM GIVEN)"
+        addendum = f"{ctx.task.addendum}\n{judge_addendum(ctx.task)}".strip() or "(NO ADDENDUM GIVEN)"
         script = sub.read_text(REPRODUCE_SCRIPT, c.file_read_chars)
         log = sub.read_text(REPRODUCE_LOG, c.file_read_chars)
         log = MISSING if log is None else (reduce_log(log) if c.reduce_log else log)

@@ -206,17 +206,6 @@ class Submission:
             text = data[: e.start].decode("utf-8") if e.start >= len(data) - 3 else data.decode("latin-1")
         return text[:max_chars]
 
-    def read(self, path: str, limit_chars: int) -> str | None:
-        """Text of a file, head and tail kept when longer than `limit_chars`; None for binary or unreadable files."""
-        text = self.read_text(path, self.max_file_bytes)
-        if text is None:
-            return None
-        if len(text) > limit_chars:
-            head = limit_chars * 2 // 3
-            tail = limit_chars - head
-            text = text[:head] + f"\n[... {len(text) - limit_chars} characters cut ...]\n" + text[-tail:]
-        return text
-
 
 def file_tree(paths: list[str]) -> str:
     """The listing PaperBench's judge shows its ranking call: a tree drawn with `├──`, `└──` and `│`."""

@@ -27,20 +27,28 @@ from pathlib import Path
 MARKER = "KLONG_SANDBOX_RUN"
 
 
+def _proc_file(pid: int | str, name: str) -> bytes | None:
+    """`/proc/<pid>/<name>`, None when the process is gone or not ours to read."""
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _stat_fields(stat: bytes) -> list[bytes]:
+    """The fields of `/proc/<pid>/stat` after the command name (field 3 is [0]): the name may hold spaces and ')'."""
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
 def _scan() -> tuple[dict[int, list[int]], dict[int, tuple[int, int]]]:
     """One pass over /proc: ppid -> children, and pid -> (process group, start time in clock ticks after boot)."""
     children: dict[int, list[int]] = {}
     info: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or (stat := _proc_file(entry.name, "stat")) is None:
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name may contain spaces and parentheses: fields start after the last ')' (field 3 is [0])
-        fields = stat[stat.rfind(b")") + 2 :].split()
+        fields = _stat_fields(stat)
         pid = int(entry.name)
         children.setdefault(int(fields[1]), []).append(pid)
         info[pid] = (int(fields[2]), int(fields[19]))
@@ -54,12 +62,8 @@ def _proc_table() -> dict[int, list[int]]:
 
 def start_ticks(pid: int) -> int | None:
     """When `pid` started (clock ticks after boot, as /proc reports it); its descendants started no earlier."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(b")") + 2 :].split()[19])
+    stat = _proc_file(pid, "stat")
+    return int(_stat_fields(stat)[19]) if stat is not None else None
 
 
 def descendants(root: int, table: dict[int, list[int]] | None = None) -> list[int]:
@@ -81,12 +85,7 @@ def marked(value: str) -> list[int]:
     out = []
     me = os.getpid()
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
+        if not entry.name.isdigit() or int(entry.name) == me or (env := _proc_file(entry.name, "environ")) is None:
             continue
         if any(item.startswith(needle) if prefix else item == needle for item in env.split(b"\0")):
             out.append(int(entry.name))
@@ -202,12 +201,7 @@ class Watch:
         for pid, (group, started) in info.items():
             # a leftover started after its command did, and left its group: the members of a running command's
             # group (another session: no leftover can join it) and older processes need no reading
-            if started < since or group in leaders or pid == me:
-                continue
-            try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    env = f.read()
-            except OSError:
+            if started < since or group in leaders or pid == me or (env := _proc_file(pid, "environ")) is None:
                 continue
             if not needles.isdisjoint(env.split(b"\0")):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
