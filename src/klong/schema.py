@@ -284,6 +284,7 @@ class TrajectoryWriter:
         self.fsync_seconds = fsync_seconds
         self._synced = time.monotonic()  # a fresh file lost to a machine crash is made again: no fsync at once
         self._cache: list[tuple[Message, str]] = []
+        self._tools: tuple[list, int, str] | None = None
 
     def save(self, traj: Trajectory, *, final: bool = False) -> None:
         text, sync = self._render(traj, final)
@@ -309,7 +310,12 @@ class TrajectoryWriter:
                 self._cache.append((m, text))
             parts.append(text)
         del self._cache[len(traj.messages) :]
-        head = traj.model_dump_json(exclude_none=True, exclude={"messages"})
+        head = traj.model_dump_json(exclude_none=True, exclude={"messages", "tools"})
+        if traj.tools is not None:  # the tools' schemas do not change during an episode: serialised once
+            if self._tools is None or self._tools[0] is not traj.tools or self._tools[1] != len(traj.tools):
+                self._tools = (traj.tools, len(traj.tools), json.dumps(traj.tools, ensure_ascii=False,
+                                                                         separators=(",", ":")))  # fmt: skip
+            head = f'{head[:-1]},"tools":{self._tools[2]}}}'
         now = time.monotonic()
         sync = self.fsync and (final or now - self._synced >= self.fsync_seconds)
         if sync:

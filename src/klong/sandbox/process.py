@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import resource
+import select
+import shutil
 import signal
+import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +117,7 @@ def use_pidfd_child_watcher() -> None:
         asyncio.set_child_watcher(_PidfdWatcher())  # closing the threaded watcher leaves its threads running
 
 
-def kill_group(proc: asyncio.subprocess.Process) -> None:
+def kill_group(proc: subprocess.Popen | asyncio.subprocess.Process) -> None:
     """Kill the process group and any descendant that left it."""
     pids = descendants(proc.pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -154,6 +160,221 @@ class _Capture:
         return head + note + tail.decode("utf-8", errors="replace")
 
 
+_SPAWNERS: ThreadPoolExecutor | None = None
+_PIDFD = hasattr(os, "pidfd_open")
+QUICK_SECONDS = 0.05
+"""How long a spawning thread waits for its command to end before handing it to the event loop."""
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """Threads that start the commands' processes and see the quick ones through: fork and exec of a shell, and the
+    loop's work per process (pipe, pidfd, their registrations), cost about a millisecond, which on the event loop's one
+    thread would bound a machine's turns per second whatever its cores (hundreds of episodes at once)."""
+    global _SPAWNERS
+    if _SPAWNERS is None:
+        _SPAWNERS = ThreadPoolExecutor(max_workers=min(4, 2 * (os.cpu_count() or 1)), thread_name_prefix="klong-spawn")
+    return _SPAWNERS
+
+
+@functools.lru_cache(maxsize=64)
+def _which(name: str, path: str) -> str:
+    """The program `name` on `path`, looked up once rather than by trying each folder at every command."""
+    return shutil.which(name, path=path) or name
+
+
+@dataclass
+class _Command:
+    """A started command, as the spawning thread hands it to the loop."""
+
+    proc: subprocess.Popen
+    pidfd: int | None
+    exited: bool = False
+    eof: bool = False
+    started: int | None = None
+    """Start time in clock ticks, for the reap of what escaped the group."""
+    reading: bool = False
+    """Its output is being read by the loop."""
+
+    def stop_reading(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.reading:
+            self.reading = False
+            assert self.proc.stdout is not None
+            loop.remove_reader(self.proc.stdout.fileno())
+
+
+class _Handover:
+    """Between the spawning thread and the caller: a caller cancelled before the thread is done leaves the command to
+    the thread, which kills and reaps it (the event loop may be gone by then); after, the caller kills it itself."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.command: _Command | None = None
+
+    def abandon(self) -> None:
+        with self.lock:
+            self.abandoned = True
+            command = self.command
+        if command is not None:
+            Watch.shared().remove(command.proc.pid)
+            kill_group(command.proc)
+            _exit_future(command)  # reaped on the loop when it is gone
+            _close(command)
+
+    def hand(self, command: _Command) -> _Command:
+        with self.lock:
+            if not self.abandoned:
+                self.command = command
+                return command
+        Watch.shared().remove(command.proc.pid)
+        kill_group(command.proc)
+        if command.pidfd is not None:
+            _reap(command)
+        else:
+            command.proc.wait()
+        _close(command)
+        return command
+
+
+def _start(argv: list[str], cwd: str | None, env: dict[str, str], stdin: bytes | None, fsize: int | None,
+           capture: _Capture, max_output_bytes: int, kill, watched: Callable[[int], Watched], tick: bool,
+           quick: float, handover: _Handover) -> _Command:  # fmt: skip
+    """Start the command, put it under the watch, and, where it ends within `quick` seconds (most do), read its
+    output and reap it here: the loop then only takes the result."""
+    return handover.hand(_started(argv, cwd, env, stdin, fsize, capture, max_output_bytes, kill, watched, tick, quick))
+
+
+def _started(argv: list[str], cwd: str | None, env: dict[str, str], stdin: bytes | None, fsize: int | None,
+             capture: _Capture, max_output_bytes: int, kill, watched: Callable[[int], Watched], tick: bool,
+             quick: float) -> _Command:  # fmt: skip
+    if "/" not in argv[0] and "PATH" in env:
+        argv = [_which(argv[0], env["PATH"]), *argv[1:]]
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    if fsize is not None:  # set on the new process (and so on all it starts) rather than by one more exec
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (fsize, fsize))
+    Watch.shared().add(watched(proc.pid))
+    command = _Command(
+        proc, os.pidfd_open(proc.pid) if _PIDFD else None, started=start_ticks(proc.pid) if tick else None
+    )
+    if stdin is not None:
+        threading.Thread(target=_feed, args=(proc, stdin), daemon=True, name="klong-stdin").start()
+    if command.pidfd is None or quick <= 0:
+        return command
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.register(command.pidfd, select.POLLIN)
+    deadline = time.monotonic() + quick
+    while not (command.eof and command.exited):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        for ready, _ in poller.poll(left * 1000):
+            if ready == fd:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    capture.add(chunk)
+                    if capture.total > max_output_bytes:
+                        kill("too much output")
+                else:
+                    command.eof = True
+                    poller.unregister(fd)
+            else:
+                poller.unregister(command.pidfd)
+                _reap(command)
+    return command
+
+
+def _reap(command: _Command) -> None:
+    assert command.pidfd is not None
+    os.close(command.pidfd)
+    command.pidfd = None
+    try:
+        _, status = os.waitpid(command.proc.pid, 0)
+        command.proc.returncode = os.waitstatus_to_exitcode(status)
+    except ChildProcessError:  # reaped elsewhere
+        command.proc.returncode = 255
+    command.exited = True
+
+
+def _exit_future(command: _Command) -> asyncio.Future:
+    """A future set when the command has exited and is reaped: its pidfd read by the loop where Linux offers one, else
+    a waiting thread. The process is reaped whether or not anyone still awaits (a cancelled command leaves no zombie)."""
+    loop = asyncio.get_running_loop()
+    if command.exited:
+        done = loop.create_future()
+        done.set_result(None)
+        return done
+    if command.pidfd is None:
+        return asyncio.ensure_future(loop.run_in_executor(None, command.proc.wait))
+    done = loop.create_future()
+    pidfd = command.pidfd
+
+    def exited() -> None:
+        loop.remove_reader(pidfd)
+        _reap(command)
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(pidfd, exited)
+    return done
+
+
+def _eof_future(command: _Command, capture: _Capture, max_output_bytes: int, kill) -> asyncio.Future:
+    """A future set at the end of the command's output, read by the loop from here on."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    if command.eof:
+        done.set_result(None)
+        return done
+    assert command.proc.stdout is not None
+    fd = command.proc.stdout.fileno()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            capture.add(chunk)
+            if capture.total > max_output_bytes:
+                kill("too much output")
+            return
+        command.stop_reading(loop)
+        command.eof = True
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    command.reading = True
+    return done
+
+
+def _close(command: _Command) -> None:
+    for pipe in (command.proc.stdout, command.proc.stdin):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> None:
+    """Write a command's standard input (in a thread of its own: a command that does not read it blocks only that
+    thread, until the command ends or is killed)."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+        proc.stdin.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        proc.stdin.close()
+
+
 async def run_process(
     argv: Sequence[str],
     *,
@@ -174,73 +395,73 @@ async def run_process(
     """Run `argv` as its own process group. The shared `Watch` bounds its processes and its workspace's disk use;
     `marker` (`episode:command`, put in the environment every child inherits) finds, when the command ends, whatever
     escaped the group (`setsid`, `nohup ... & disown`), which the watch thread kills (`reap`; a sandbox with its own
-    PID namespace needs none of it): no process outlives its command."""
+    PID namespace needs none of it): no process outlives its command.
+
+    The process is started by a small pool of threads, which also sees through a command that ends within
+    `QUICK_SECONDS`; a longer one has its output read and its exit awaited on the event loop."""
     start = time.monotonic()
     run_env = dict(env)
     if marker is not None:
         run_env[MARKER] = marker
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd) if cwd is not None else None,
-            env=run_env,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as e:
-        raise SandboxError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
-    if max_file_bytes is not None:  # set on the new process (and so on all it starts) rather than by one more exec
-        with contextlib.suppress(OSError, ValueError):
-            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
-
+    loop = asyncio.get_running_loop()
     capture = _Capture(head_bytes, tail_bytes)
     killed: str | None = None
+    pid: int | None = None
 
-    def kill(reason: str) -> None:  # also called from the watch thread
+    def kill(reason: str) -> None:  # called from the spawning thread, the watch thread or the loop
         nonlocal killed
         killed = killed or reason
-        kill_group(proc)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            for child in descendants(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(child, signal.SIGKILL)
 
-    async def pump() -> None:
-        assert proc.stdout is not None
-        while True:
-            chunk = await proc.stdout.read(65536)
-            if not chunk:
-                return
-            capture.add(chunk)
-            if capture.total > max_output_bytes and killed is None:
-                kill("too much output")
+    def watched(new_pid: int) -> Watched:
+        nonlocal pid
+        pid = new_pid
+        return Watched(new_pid, max_processes, kill, workspace, max_disk_bytes)
 
-    watch = Watch.shared()
-    watch.add(Watched(proc.pid, max_processes, kill, workspace, max_disk_bytes))
-    started = start_ticks(proc.pid) if marker is not None and reap else None
-    if stdin is not None and proc.stdin is not None:
-        proc.stdin.write(stdin)
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            await proc.stdin.drain()
-        proc.stdin.close()
-    pump_task = asyncio.ensure_future(pump())
+    handover = _Handover()
+    spawn = loop.run_in_executor(
+        _spawner(), _start, list(argv), str(cwd) if cwd is not None else None, run_env, stdin, max_file_bytes,
+        capture, max_output_bytes, kill, watched, marker is not None and reap, min(QUICK_SECONDS, timeout), handover,
+    )  # fmt: skip
     try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
-    except TimeoutError:
-        kill("timeout")
-        await proc.wait()
+        command: _Command = await asyncio.shield(spawn)
+    except OSError as e:
+        raise SandboxError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
     except asyncio.CancelledError:
-        kill_group(proc)
+        handover.abandon()  # cancelled while it started: it must not run on unwatched
+        raise
+    watch = Watch.shared()
+    exit_done = _exit_future(command)
+    eof = _eof_future(command, capture, max_output_bytes, kill)
+    try:
+        if not command.exited:
+            try:
+                await asyncio.wait_for(asyncio.shield(exit_done), max(0.0, timeout - (time.monotonic() - start)))
+            except TimeoutError:
+                kill("timeout")
+                await exit_done
+    except asyncio.CancelledError:
+        kill("cancelled")
+        command.stop_reading(loop)
+        _close(command)
         raise
     finally:
-        watch.remove(proc.pid)
+        watch.remove(command.proc.pid)
     if marker is not None and reap:  # what left the group and outlived the command
-        watch.reap(marker, since=started)
+        watch.reap(marker, since=command.started)
     # The group is gone; a detached grandchild may still hold the pipe open: bound the wait for EOF.
-    try:
-        await asyncio.wait_for(pump_task, 2.0)
-    except TimeoutError:
-        pump_task.cancel()
+    if not command.eof:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(eof, 2.0)
+        command.stop_reading(loop)
+    _close(command)
     return CommandResult(
-        exit_code=None if killed else proc.returncode,
+        exit_code=None if killed else command.proc.returncode,
         output=capture.text(),
         output_bytes=capture.total,
         duration=time.monotonic() - start,
