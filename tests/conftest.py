@@ -1,7 +1,8 @@
 """Shared fixtures: the real data in ../shared/data, a tiny random-weight model, and the marker tiers.
 
 Tiers: `slow` runs with `--run-slow` (or KLONG_RUN_SLOW=1); `docker` needs a reachable Docker daemon; `gpu` needs CUDA;
-`api` needs KLONG_API_TESTS=1 and real credentials; `trl` needs TRL installed (`pip install -e ".[trl]"`). Each skips
+`api` needs KLONG_API_TESTS=1 and real credentials; `trl` needs TRL installed (`pip install -e ".[trl]"`); `vllm` needs
+`KLONG_VLLM_PYTHON` (a Python with vLLM, made by `.ci/vllm-env`: the default suite stays vLLM-free). Each skips
 cleanly, saying why, when its infrastructure is missing.
 """
 
@@ -38,6 +39,11 @@ def _importable(name: str) -> bool:
         return False
 
 
+def _vllm_available() -> bool:
+    python = os.environ.get("KLONG_VLLM_PYTHON")
+    return bool(python) and Path(python).exists()
+
+
 def pytest_collection_modifyitems(config, items):
     run_slow = config.getoption("--run-slow") or os.environ.get("KLONG_RUN_SLOW") == "1"
     checks = {
@@ -46,6 +52,7 @@ def pytest_collection_modifyitems(config, items):
         "gpu": (lambda: __import__("torch").cuda.is_available(), "no CUDA GPU"),
         "api": (lambda: os.environ.get("KLONG_API_TESTS") == "1", "real-endpoint tests: set KLONG_API_TESTS=1"),
         "trl": (lambda: _importable("trl"), 'TRL not installed: pip install -e ".[trl]"'),
+        "vllm": (_vllm_available, "vllm tier: set KLONG_VLLM_PYTHON to a Python with vLLM (.ci/vllm-env makes one)"),
     }
     cache: dict[str, bool] = {}
     for item in items:

@@ -26,6 +26,9 @@ class StopReason(StrEnum):
     reading the paper): a normal end of a stuck episode, graded like any other."""
     MODEL_ERROR = "model_error"
     """The model endpoint kept failing after all retries (infrastructure, never shown to the model)."""
+    ENGINE_ERROR = "engine_error"
+    """The serving engine (a vLLM server) died, could not be reached or did not take new weights (infrastructure;
+    `--resume` runs the episode on once the engine is back)."""
     SANDBOX_ERROR = "sandbox_error"
     """The sandbox died or could not run a command (infrastructure, never shown to the model)."""
     INTERRUPTED = "interrupted"
@@ -39,7 +42,8 @@ class StopReason(StrEnum):
     def is_infrastructure(self) -> bool:
         """The episode ended because the harness, the endpoint or the sandbox failed, not by anything the model did:
         its submission says nothing about the model (RL re-runs or leaves out such rollouts, never trains on them)."""
-        return self in (StopReason.MODEL_ERROR, StopReason.SANDBOX_ERROR, StopReason.INTERRUPTED, StopReason.ERROR)
+        return self in (StopReason.MODEL_ERROR, StopReason.ENGINE_ERROR, StopReason.SANDBOX_ERROR,
+                        StopReason.INTERRUPTED, StopReason.ERROR)  # fmt: skip
 
 
 class KlongError(Exception):
@@ -69,6 +73,11 @@ class ModelError(KlongError):
 
 class ContextLengthError(ModelError):
     """The server refused the request because the prompt is longer than its context window."""
+
+
+class EngineError(ModelError):
+    """The serving engine klong drives (a vLLM server) died, cannot be reached or did not take new weights: an
+    infrastructure failure (`StopReason.ENGINE_ERROR`), never something shown to the model."""
 
 
 class SandboxError(KlongError):

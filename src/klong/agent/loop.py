@@ -29,7 +29,15 @@ from klong.agent.workspace import Workspace
 from klong.chat.approx import ApproxRenderer
 from klong.chat.context import ContextConfig, ContextExhaustedError, ContextPolicy
 from klong.chat.render import ChatRenderer
-from klong.exceptions import ConfigError, ContextLengthError, InputFileError, ModelError, SandboxError, StopReason
+from klong.exceptions import (
+    ConfigError,
+    ContextLengthError,
+    EngineError,
+    InputFileError,
+    ModelError,
+    SandboxError,
+    StopReason,
+)
 from klong.io import format_validation_error
 from klong.protocols import Model
 from klong.redact import redact
@@ -209,7 +217,7 @@ class Episode:
                 detail = str(e)
                 continue
             except ModelError as e:
-                self._stop(StopReason.MODEL_ERROR, str(e))
+                self._stop(StopReason.ENGINE_ERROR if isinstance(e, EngineError) else StopReason.MODEL_ERROR, str(e))
                 return None
             if reply.role != "assistant":
                 raise ModelError(f"{self.model.name} returned a {reply.role!r} message")

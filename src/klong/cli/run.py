@@ -80,6 +80,22 @@ def run_cmd(
         typer.Option("--seed", help="Sampling seed (hf: per call; openai: sent).", show_default="unseeded"),
     ] = None,
     logprobs: Annotated[bool, typer.Option("--logprobs", help="Record sampled ids and logprobs (vLLM).")] = False,
+    vllm_python: Annotated[
+        str | None,
+        typer.Option(
+            "--vllm-python",
+            help="vllm: the Python with vLLM.",
+            show_default="$KLONG_VLLM_PYTHON, else ./.venv-vllm/bin/python",
+        ),
+    ] = None,
+    vllm_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vllm-arg",
+            help="vllm: one more server flag, e.g. --vllm-arg=--max-model-len=8192 (repeat).",
+            show_default="none",
+        ),
+    ] = None,
     env: Annotated[
         list[str] | None,
         typer.Option("--env", help="Host env var passed to the sandbox (repeat).", show_default="none"),
@@ -130,7 +146,8 @@ def run_cmd(
     # every input is checked before the run dir is touched: a mistake changes nothing already written
     try:
         model_config = ModelConfig(base_url=base_url, api_key_env=api_key_env, logprobs=logprobs,
-                                   max_retries=max_retries, **gen)  # fmt: skip
+                                   max_retries=max_retries, vllm={"python": vllm_python, "args": vllm_arg or []},
+                                   **gen)  # fmt: skip
     except ValidationError as e:
         raise ConfigError(f"invalid model settings: {format_validation_error(e)}") from None
     if concurrency < 1 or attempts < 1:

@@ -32,7 +32,7 @@ from klong.io import atomic_write_text, read_json
 from klong.schema import Trajectory, read_trajectory
 from klong.task import parse_blacklist
 
-INFRASTRUCTURE = {StopReason.MODEL_ERROR, StopReason.SANDBOX_ERROR, StopReason.ERROR, StopReason.INTERRUPTED}
+INFRASTRUCTURE = {r for r in StopReason if r.is_infrastructure}
 GOOD_ENDS = {StopReason.END_TASK, StopReason.TIMEOUT}
 
 

@@ -1,4 +1,4 @@
-"""Model backends, chosen by spec: `openai:NAME`, `hf:PATH`, `scripted:FILE`, `replay:TRAJECTORY`."""
+"""Model backends, chosen by spec: `openai:NAME`, `hf:PATH`, `vllm:PATH`, `scripted:FILE`, `replay:TRAJECTORY`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from klong.exceptions import ConfigError
 from klong.models.config import ModelConfig
 from klong.protocols import Model
 
-KINDS = ("openai", "hf", "scripted", "replay")
+KINDS = ("openai", "hf", "vllm", "scripted", "replay")
 
 
 def load_model(spec: str, config: ModelConfig | None = None) -> Model:
@@ -31,4 +31,8 @@ def load_model(spec: str, config: ModelConfig | None = None) -> Model:
         from klong.models.hf_local import HFModel
 
         return HFModel(arg, config)
+    if kind == "vllm":
+        from klong.models.vllm_model import VLLMModel
+
+        return VLLMModel(arg, config)
     raise ConfigError(f"unknown model kind {kind!r} in spec {spec!r}; known: {', '.join(KINDS)}")

@@ -9,6 +9,29 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from klong.chat.parsing import ToolFormat
 
 
+class VLLMLaunch(BaseModel):
+    """How klong starts a vLLM server for a `vllm:MODEL_DIR` spec (`klong.models.vllm_server`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    python: str | None = None
+    """The Python of the environment with vLLM; default `$KLONG_VLLM_PYTHON`, else `.venv-vllm/bin/python` of the
+    working directory where it exists, else this Python."""
+    args: list[str] = []
+    """More `vllm serve` flags, e.g. `["--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.85"]`."""
+    env: dict[str, str] = {}
+    """More environment variables for the server (e.g. `CUDA_VISIBLE_DEVICES: "1"`, `VLLM_CPU_KVCACHE_SPACE: "4"`)."""
+    max_model_len: int | None = None
+    """`--max-model-len`; default: the model's own."""
+    dtype: str = "auto"
+    seed: int = 0
+    startup_timeout: float = 900.0
+    """Seconds to wait for the server's health check (loading and compiling can take minutes)."""
+    enable_lora: bool = False
+    """Start with `--enable-lora` (RL with LoRA adapters synced as runtime adapters)."""
+    max_lora_rank: int = 64
+
+
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -32,6 +55,8 @@ class ModelConfig(BaseModel):
     """What the server's logprobs are: `raw` (the model's distribution before temperature; vLLM's default) or
     `processed` (the distribution sampled from; vLLM `--logprobs-mode processed_logprobs`). Recorded with every turn
     (`Message.sampling`) so that RL computes the matching quantity. `hf` always records processed logprobs."""
+    vllm: VLLMLaunch = VLLMLaunch()
+    """`vllm`: how a server klong starts is launched (with `base_url` klong attaches to a running one instead)."""
     device: str | None = None
     """`hf`: torch device (default: cuda if available, else cpu)."""
     dtype: str = "auto"

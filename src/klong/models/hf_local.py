@@ -1,7 +1,7 @@
 """`hf:PATH`: a local Hugging Face causal LM, in process.
 
-The prompt is `ChatRenderer.render_prompt` of the view: the same token sequence the splitter later trains on (earlier
-turns keep the ids they were sampled as); its length and fingerprint are reported in the reply's `meta["prompt"]`.
+Token in, token out (`klong.models.tokens`): the prompt is klong's rendering of the view, the same ids the splitter
+trains on; its length and fingerprint are reported in the reply's `meta["prompt"]`.
 Sampling goes through `klong.models.sampler.Sampler`: an explicit configuration (temperature, top-p, nothing else; the
 checkpoint's `generation_config.json`, e.g. a repetition penalty, is not applied), and the recorded logprobs are those
 of the distribution each token was drawn from (`Message.sampling` says so). Generation stops at the template's
@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from klong.chat.parsing import parse_reply
-from klong.chat.render import ChatRenderer, prompt_digest
 from klong.exceptions import ContextLengthError, InputFileError
 from klong.models.config import ModelConfig
 from klong.models.sampler import Sampler
-from klong.schema import Message, ToolCall, ToolFunction, Usage
+from klong.models.tokens import Renderers, reply_message, stop_token_ids
+from klong.schema import Message
 
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
@@ -57,9 +55,11 @@ class HFModel:
         self.name = f"hf:{path}"
         self.model, self.tokenizer = load_hf(path, self.config.device, self.config.dtype)
         self._lock = threading.Lock()
-        self._renderers: dict[Any, ChatRenderer] = {}
+        self._renderers = Renderers(self.tokenizer)
         self.calls = 0
         self._checked = False
+        self.policy_version: int | None = None
+        """Set by an RL trainer: the number of updates the weights have had, recorded with every reply."""
 
     @classmethod
     def from_loaded(cls, model, tokenizer, config: ModelConfig | None = None, name: str = "hf:policy") -> HFModel:
@@ -70,16 +70,11 @@ class HFModel:
         self.name = name
         self.model, self.tokenizer = model, tokenizer
         self._lock = threading.Lock()
-        self._renderers = {}
+        self._renderers = Renderers(tokenizer)
         self.calls = 0
         self._checked = False
+        self.policy_version = None
         return self
-
-    def renderer(self, tools: Sequence[dict[str, Any]] | None, system: Message | None) -> ChatRenderer:
-        key = (repr(tools), system.content if system is not None else None)
-        if key not in self._renderers:
-            self._renderers[key] = ChatRenderer(self.tokenizer, tools, system)
-        return self._renderers[key]
 
     async def generate(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None, *, json_mode: bool = False
@@ -90,15 +85,12 @@ class HFModel:
         import torch
 
         c = self.config
-        system = messages[0] if messages and messages[0].role == "system" else None
-        renderer = self.renderer(tools, system)
+        renderer = self._renderers.get(messages, tools)
         prompt = renderer.render_prompt(messages).input_ids
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit is not None and len(prompt) + c.max_tokens > limit:
             raise ContextLengthError(f"{self.name}: {len(prompt)} prompt + {c.max_tokens} new tokens exceed {limit}")
-        stop_ids = sorted(
-            {i for s in renderer.end_of_turn for i in self.tokenizer.encode(s, add_special_tokens=False)[:1]}
-        )
+        stop_ids = stop_token_ids(renderer)
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([prompt], device=device)
         sampler = Sampler(c.temperature, c.top_p)
@@ -114,16 +106,6 @@ class HFModel:
                 self.model.train(was_training)
             self._checked = True
             self.calls += 1
-        logprobs = sampler.logprobs[: len(new_ids)]
-        finished = bool(new_ids) and new_ids[-1] in stop_ids
-        text = self.tokenizer.decode(new_ids[:-1] if finished else new_ids, skip_special_tokens=False)
-        parsed = parse_reply(text, c.tool_format)
-        calls = [ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", function=ToolFunction(name=p.name, arguments=p.arguments))
-                 for p in parsed.calls]  # fmt: skip
-        meta: dict[str, Any] = {"prompt": {"tokens": len(prompt), "sha": prompt_digest(prompt)}}
-        if parsed.errors:
-            meta["parse_errors"] = parsed.errors
-        return Message(role="assistant", content=parsed.content, reasoning_content=parsed.reasoning,
-                       tool_calls=calls or None, token_ids=new_ids, logprobs=logprobs, sampling=sampler.record,
-                       usage=Usage(prompt_tokens=len(prompt), completion_tokens=len(new_ids)),
-                       finish_reason=("tool_calls" if calls else "stop") if finished else "length", meta=meta)  # fmt: skip
+        meta = {"policy_version": self.policy_version} if self.policy_version is not None else None
+        return reply_message(renderer, prompt, new_ids, sampler.logprobs[: len(new_ids)], stop_ids, sampler.record,
+                             c.tool_format, meta)  # fmt: skip

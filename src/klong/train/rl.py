@@ -73,6 +73,11 @@ class RLTrainer:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.judge = make_judge(config.judge, config.judge_model, sandbox=config.sandbox)
+        self.server = None
+        """`rollout_backend: vllm`: the server the rollouts sample from."""
+        self._synced: dict[str, float] = {}
+        """How the weights of the next rollouts reached the server (seconds, probe difference), for metrics.jsonl."""
+        self.version = 0
 
     # -- state -----------------------------------------------------------------------------------------------------
     def _load(self, resume: bool) -> dict[str, Any]:
@@ -127,13 +132,19 @@ class RLTrainer:
         atomic_write_json(self.out / "state.json", state, indent=2)  # written last: the iteration is finished
 
     # -- rollouts and grading --------------------------------------------------------------------------------------
-    def _model_factory(self):
+    def _model_factory(self, version: int):
         cfg = self.config
         if cfg.rollout_backend == "hf":
             from klong.models.hf_local import HFModel
 
             shared = HFModel.from_loaded(self.policy, self.tokenizer, cfg.generation)
+            shared.policy_version = version
             return lambda: shared
+        if cfg.rollout_backend == "vllm":
+            from klong.models.vllm_model import VLLMModel
+
+            served = VLLMModel(cfg.policy_path, cfg.generation, server=self.server)
+            return lambda: served
         from klong.models import load_model as load_spec
 
         return lambda: load_spec(f"openai:{cfg.served_model}", cfg.generation.model_copy(update={"logprobs": True}))
@@ -168,7 +179,7 @@ class RLTrainer:
         counts = {"infra_failures": 0, "reruns": 0, "left_out": 0}
         reruns = cfg.max_reruns if cfg.infra_failures == "rerun" else 0
         for round_ in range(reruns + 1):
-            await run_rollouts(tasks, model_factory=self._model_factory(), sandbox=cfg.sandbox, config=agent,
+            await run_rollouts(tasks, model_factory=self._model_factory(self.version), sandbox=cfg.sandbox, config=agent,
                                out_dir=out / "rollouts", attempts=attempts, concurrency=cfg.concurrency,
                                resume=True, tokenizer=self.tokenizer,
                                on_update=lambda traj, event: submit(traj) if traj.finished else None)  # fmt: skip
@@ -241,18 +252,84 @@ class RLTrainer:
     async def _run(self, resume: bool) -> list[dict[str, Any]]:
         cfg = self.config
         state = self._load(resume)
+        self.version = state["done"]
         records = []
-        async with GradingQueue(self._grade, workers=cfg.judge_workers) as queue:
-            for m, stage in enumerate(cfg.stages):
-                if m < state["stage"]:
-                    continue
-                for i in range(stage.iterations):
-                    if m == state["stage"] and i < state["iteration"]:
+        if cfg.rollout_backend == "vllm":
+            await self._start_server(state)
+        try:
+            async with GradingQueue(self._grade, workers=cfg.judge_workers) as queue:
+                for m, stage in enumerate(cfg.stages):
+                    if m < state["stage"]:
                         continue
-                    records.append(await self._iteration(m, i, stage, queue, state))
-                if self.eval_tasks:
-                    records.append(await self._evaluate(m, queue))
+                    for i in range(stage.iterations):
+                        if m == state["stage"] and i < state["iteration"]:
+                            continue
+                        records.append(await self._iteration(m, i, stage, queue, state))
+                    if self.eval_tasks:
+                        records.append(await self._evaluate(m, queue))
+        finally:
+            if self.server is not None:
+                await asyncio.to_thread(self.server.stop)
         return records
+
+    # -- the serving engine (rollout_backend: vllm) ----------------------------------------------------------------
+
+    @property
+    def sync_mode(self) -> str:
+        cfg = self.config
+        return cfg.weight_sync if cfg.weight_sync != "auto" else ("lora" if cfg.lora is not None else "full")
+
+    async def _start_server(self, state: dict[str, Any]) -> None:
+        """Start the server with the current policy (or attach to one and give it the current policy), and check it."""
+        from klong.models.vllm_server import VLLMServer
+        from klong.train import weight_sync
+
+        cfg = self.config
+        if self.sync_mode == "lora" and cfg.lora is None:
+            raise ConfigError("weight_sync lora needs a LoRA policy (lora: ...); use weight_sync full")
+        if self.sync_mode == "full" and cfg.lora is not None:
+            raise ConfigError("weight_sync full with a LoRA policy is not supported; use weight_sync lora (or auto)")
+        adapter = self.out / "checkpoints" / "latest" / "policy"
+        if cfg.generation.base_url:
+            self.server = await asyncio.to_thread(VLLMServer.attach, cfg.generation.base_url)
+            if state["done"]:
+                self._synced = await self._sync()
+                return
+        elif self.sync_mode == "lora":
+            launch = cfg.generation.vllm.model_copy(update={"enable_lora": True})
+            self.server = await asyncio.to_thread(VLLMServer.start, cfg.policy_path, launch)
+            if state["done"] and adapter.exists():
+                self._synced = await self._sync()
+                return
+        else:  # started from the current weights: nothing to sync, only to check
+            folder = await asyncio.to_thread(weight_sync.write_serving_folder, self.policy, self.tokenizer,
+                                             self.out / "serving" / "policy")  # fmt: skip
+            self.server = await asyncio.to_thread(VLLMServer.start, folder, cfg.generation.vllm)
+        self.server.version = self.version
+        self._synced = {"sync_seconds": 0.0, "probe_max_diff": await self._verify()}
+
+    async def _sync(self) -> dict[str, float]:
+        """Give the server the current policy (after an update, or on resume) and check that it took it."""
+        from klong.train import weight_sync
+
+        cfg = self.config
+        if self.sync_mode == "lora":
+            folder = self.out / "checkpoints" / "latest" / "policy"
+        else:
+            folder = await asyncio.to_thread(weight_sync.write_serving_folder, self.policy, self.tokenizer,
+                                             self.out / "serving" / "policy")  # fmt: skip
+        seconds = await asyncio.wait_for(
+            asyncio.to_thread(weight_sync.sync, self.server, folder, self.sync_mode, timeout=cfg.sync_timeout),
+            cfg.sync_timeout + 30,
+        )
+        self.server.version = self.version
+        return {"sync_seconds": seconds, "probe_max_diff": await self._verify()}
+
+    async def _verify(self) -> float:
+        from klong.train import weight_sync
+
+        return await asyncio.to_thread(weight_sync.verify, self.server, self.policy, self.tokenizer,
+                                       self.config.probe_tolerance)  # fmt: skip
 
     async def _iteration(self, m: int, i: int, stage, queue: GradingQueue, state: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
@@ -284,8 +361,12 @@ class RLTrainer:
         state.update({"stage": m, "iteration": i + 1, "done": done + 1})
         if i + 1 == stage.iterations:
             state.update({"stage": m + 1, "iteration": 0})
+        record.update(self._synced)  # how the weights these rollouts sampled from reached the server
         self.metrics.write(record, done + 1)
         self._save(state)
+        self.version = done + 1
+        if cfg.rollout_backend == "vllm":
+            self._synced = await self._sync()
         if cfg.rollout_backend == "openai" and cfg.reload_command:
             command = cfg.reload_command.replace(
                 "{checkpoint}", shlex.quote(str(self.out / "checkpoints" / "latest" / "policy"))

