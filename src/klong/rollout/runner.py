@@ -25,7 +25,6 @@ from klong.io import append_jsonl, atomic_write_text, iter_jsonl
 from klong.protocols import Model
 from klong.redact import redact
 from klong.sandbox import make_sandbox
-from klong.sandbox.process import use_pidfd_child_watcher
 from klong.schema import Trajectory, read_trajectory
 from klong.task import Task
 
@@ -160,7 +159,6 @@ async def run_rollouts(
             append_jsonl(out_dir / "summaries.jsonl", summary.model_dump())
             finished.append(summary)
 
-    use_pidfd_child_watcher()  # hundreds of concurrent commands: no thread per child process
     outcomes = await asyncio.gather(*(one(task, a) for task in tasks for a in range(attempts)), return_exceptions=True)
     for outcome in outcomes:  # every run had its chance; now report what went wrong
         if isinstance(outcome, KlongError):

@@ -17,10 +17,8 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,79 +47,11 @@ class CommandResult:
         return self.exit_code == 0
 
 
-class _PidfdWatcher(asyncio.AbstractChildWatcher):
-    """Python 3.12's way of waiting for a child on Python 3.11: a pidfd read by the loop that started the child
-    (any loop, in any thread), instead of a thread per child. Not attached to a loop, so never detached from one."""
-
-    def __init__(self) -> None:
-        self._children: dict[int, tuple[asyncio.AbstractEventLoop, int, object, tuple]] = {}
-
-    def add_child_handler(self, pid, callback, *args):
-        loop = asyncio.get_running_loop()
-        pidfd = os.pidfd_open(pid)
-        self._children[pid] = (loop, pidfd, callback, args)
-        loop.add_reader(pidfd, self._exited, pid)
-
-    def _exited(self, pid: int) -> None:
-        loop, pidfd, callback, args = self._children.pop(pid)
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        try:
-            _, status = os.waitpid(pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-        except ChildProcessError:  # reaped elsewhere
-            code = 255
-        callback(pid, code, *args)
-
-    def remove_child_handler(self, pid):
-        entry = self._children.pop(pid, None)
-        if entry is None:
-            return False
-        loop, pidfd = entry[0], entry[1]
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        return True
-
-    def attach_loop(self, loop):  # children are watched by the loop that started them
-        pass
-
-    def is_active(self):
-        return True
-
-    def close(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-
-def use_pidfd_child_watcher() -> None:
-    """Before many commands run at once: on Python 3.11 asyncio's default waits for every child process in a thread
-    of its own (hundreds of threads for hundreds of concurrent commands). Where Linux offers pidfds, wait on the
-    event loop instead, as Python 3.12 does by default. Installed once per process, and only over asyncio's own
-    default watcher (one a program set itself is kept); processes already running stay with the old watcher."""
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        current = asyncio.get_child_watcher()
-        if not isinstance(current, asyncio.ThreadedChildWatcher):
-            return
-        try:
-            os.close(os.pidfd_open(os.getpid()))
-        except OSError:  # a kernel without pidfds (before 5.3) or a seccomp filter that refuses them
-            return
-        asyncio.set_child_watcher(_PidfdWatcher())  # closing the threaded watcher leaves its threads running
-
-
-def kill_group(proc: subprocess.Popen | asyncio.subprocess.Process) -> None:
-    """Kill the process group and any descendant that left it."""
-    pids = descendants(proc.pid)
+def kill_group(pid: int) -> None:
+    """Kill the process group led by `pid` and any descendant that left it."""
+    pids = descendants(pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
@@ -217,7 +147,7 @@ class _Handover:
             command = self.command
         if command is not None:
             Watch.shared().remove(command.proc.pid)
-            kill_group(command.proc)
+            kill_group(command.proc.pid)
             _exit_future(command)  # reaped on the loop when it is gone
             _close(command)
 
@@ -227,7 +157,7 @@ class _Handover:
                 self.command = command
                 return command
         Watch.shared().remove(command.proc.pid)
-        kill_group(command.proc)
+        kill_group(command.proc.pid)
         if command.pidfd is not None:
             _reap(command)
         else:
@@ -236,17 +166,19 @@ class _Handover:
         return command
 
 
-def _start(argv: list[str], cwd: str | None, env: dict[str, str], stdin: bytes | None, fsize: int | None,
-           capture: _Capture, max_output_bytes: int, kill, watched: Callable[[int], Watched], tick: bool,
-           quick: float, handover: _Handover) -> _Command:  # fmt: skip
+def _start(
+    argv: list[str],
+    cwd: str | None,
+    env: dict[str, str],
+    stdin: bytes | None,
+    fsize: int | None,
+    take: Callable[[bytes], None],
+    watched: Callable[[int], Watched],
+    tick: bool,
+    quick: float,
+) -> _Command:
     """Start the command, put it under the watch, and, where it ends within `quick` seconds (most do), read its
     output and reap it here: the loop then only takes the result."""
-    return handover.hand(_started(argv, cwd, env, stdin, fsize, capture, max_output_bytes, kill, watched, tick, quick))
-
-
-def _started(argv: list[str], cwd: str | None, env: dict[str, str], stdin: bytes | None, fsize: int | None,
-             capture: _Capture, max_output_bytes: int, kill, watched: Callable[[int], Watched], tick: bool,
-             quick: float) -> _Command:  # fmt: skip
     if "/" not in argv[0] and "PATH" in env:
         argv = [_which(argv[0], env["PATH"]), *argv[1:]]
     proc = subprocess.Popen(
@@ -278,9 +210,7 @@ def _started(argv: list[str], cwd: str | None, env: dict[str, str], stdin: bytes
             if ready == fd:
                 chunk = os.read(fd, 65536)
                 if chunk:
-                    capture.add(chunk)
-                    if capture.total > max_output_bytes:
-                        kill("too much output")
+                    take(chunk)
                 else:
                     command.eof = True
                     poller.unregister(fd)
@@ -325,7 +255,7 @@ def _exit_future(command: _Command) -> asyncio.Future:
     return done
 
 
-def _eof_future(command: _Command, capture: _Capture, max_output_bytes: int, kill) -> asyncio.Future:
+def _eof_future(command: _Command, take: Callable[[bytes], None]) -> asyncio.Future:
     """A future set at the end of the command's output, read by the loop from here on."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
@@ -344,9 +274,7 @@ def _eof_future(command: _Command, capture: _Capture, max_output_bytes: int, kil
         except OSError:
             chunk = b""
         if chunk:
-            capture.add(chunk)
-            if capture.total > max_output_bytes:
-                kill("too much output")
+            take(chunk)
             return
         command.stop_reading(loop)
         command.eof = True
@@ -412,11 +340,12 @@ async def run_process(
         nonlocal killed
         killed = killed or reason
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            for child in descendants(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(child, signal.SIGKILL)
+            kill_group(pid)
+
+    def take(chunk: bytes) -> None:  # output, read by the spawning thread or the loop
+        capture.add(chunk)
+        if capture.total > max_output_bytes and killed is None:
+            kill("too much output")
 
     def watched(new_pid: int) -> Watched:
         nonlocal pid
@@ -424,10 +353,10 @@ async def run_process(
         return Watched(new_pid, max_processes, kill, workspace, max_disk_bytes)
 
     handover = _Handover()
-    spawn = loop.run_in_executor(
-        _spawner(), _start, list(argv), str(cwd) if cwd is not None else None, run_env, stdin, max_file_bytes,
-        capture, max_output_bytes, kill, watched, marker is not None and reap, min(QUICK_SECONDS, timeout), handover,
-    )  # fmt: skip
+    spawn = loop.run_in_executor(_spawner(), lambda: handover.hand(_start(
+        list(argv), str(cwd) if cwd is not None else None, run_env, stdin, max_file_bytes, take, watched,
+        marker is not None and reap, min(QUICK_SECONDS, timeout),
+    )))  # fmt: skip
     try:
         command: _Command = await asyncio.shield(spawn)
     except OSError as e:
@@ -437,7 +366,7 @@ async def run_process(
         raise
     watch = Watch.shared()
     exit_done = _exit_future(command)
-    eof = _eof_future(command, capture, max_output_bytes, kill)
+    eof = _eof_future(command, take)
     try:
         if not command.exited:
             try:
