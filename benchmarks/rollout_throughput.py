@@ -61,8 +61,8 @@ async def episodes(spec: str, gen: ModelConfig, root: Path, n: int, turns: int) 
                        out_dir=root / "run", concurrency=n)  # fmt: skip
     elapsed = time.perf_counter() - t0
     trajs = [read_trajectory(p) for p in sorted((root / "run" / "trajectories").glob("*.json"))]
-    calls = [(m.meta["context"]["prompt_tokens"], m) for t in trajs for m in t.messages if m.role == "assistant"]
-    return elapsed, sum(len(m.token_ids) for _, m in calls), trajs
+    generated = sum(len(m.token_ids) for t in trajs for m in t.messages if m.role == "assistant")
+    return elapsed, generated, trajs
 
 
 async def alone(server, model_dir: Path, trajs: list, n: int, max_tokens: int) -> tuple[float, int]:

@@ -83,6 +83,12 @@ def check_windows(traj: Trajectory, rows: list[dict], window: int = WINDOW) -> N
     assert sum(r["num_trained"] for r in rows) == sum(len(m.token_ids) for m in _assistants(traj))
 
 
+def window_rows(result) -> list[dict]:
+    """The split's windows as `check_windows` reads them (the columns of `klong split`'s output)."""
+    return [{"input_ids": s.input_ids, "assistant_masks": s.loss_mask, "first_turn": s.first_turn,
+             "last_turn": s.last_turn, "num_trained": s.num_trained} for s in result.samples]  # fmt: skip
+
+
 def first_ppo_step(model_dir: Path, windows: list[Window], tmp_path: Path, window: int = WINDOW) -> dict:
     for i, w in enumerate(windows):
         w.advantage = 1.0 if i % 2 else -1.0
@@ -195,8 +201,7 @@ def test_windows_are_the_views_where_the_budget_binds_exactly(tmp_path, roomy_mo
         assert len({m.meta["context"]["epoch"] for m in _assistants(traj)}) >= 2
     result = split_trajectory(traj, load_tokenizer(roomy_model_dir))  # the recorded settings, checked
     assert result.checked_calls == len(prompts) and not result.dropped_turns
-    rows = [{"input_ids": s.input_ids, "assistant_masks": s.loss_mask, "first_turn": s.first_turn,
-             "last_turn": s.last_turn, "num_trained": s.num_trained} for s in result.samples]  # fmt: skip
+    rows = window_rows(result)
     check_windows(traj, rows, window)
     stats = first_ppo_step(roomy_model_dir, [window_of(s) for s in result.samples], tmp_path, window)
     assert stats["first_step_ratio_dev_max"] < 1e-4 and stats["first_step_clip_fraction"] == 0.0

@@ -32,7 +32,7 @@ from klong.train.data import window_of
 from klong.train.rl import run_rl
 from klong.train.rl_config import RLConfig
 from tests.tasks import make_task
-from tests.test_one_context_view import check_windows, first_ppo_step
+from tests.test_one_context_view import check_windows, first_ppo_step, window_rows
 from tests.train.test_rl import settings
 
 pytestmark = pytest.mark.vllm
@@ -89,8 +89,7 @@ def test_an_episode_through_vllm_is_what_the_trainer_recomputes(tmp_path, served
     assert len({m.meta["context"]["epoch"] for m in turns}) >= 2  # the view was cut: windows must match each epoch
     result = split_trajectory(traj, load_tokenizer(served_dir))  # the recorded prompts, checked
     assert result.checked_calls == len(turns) and not result.dropped_turns
-    rows = [{"input_ids": s.input_ids, "assistant_masks": s.loss_mask, "first_turn": s.first_turn,
-             "last_turn": s.last_turn, "num_trained": s.num_trained} for s in result.samples]  # fmt: skip
+    rows = window_rows(result)
     check_windows(traj, rows, WINDOW)
     stats = first_ppo_step(served_dir, [window_of(s) for s in result.samples], tmp_path, WINDOW)
     assert stats["first_step_ratio_dev_max"] < 1e-3 and stats["first_step_clip_fraction"] == 0.0

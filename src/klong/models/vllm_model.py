@@ -42,14 +42,24 @@ class VLLMModel:
         self._server_lock = threading.Lock()
         self._client = None
         self._client_url: str | None = None
-        self._max_len: int | None = None
+        self._limit: tuple[int | None] | None = None
+        """The server's context length, once asked (None inside: it does not say)."""
         self.calls = 0
 
     # -- the server ------------------------------------------------------------------------------------------------
+    def _running(self) -> VLLMServer | None:
+        """The server this model samples from, None before the first call. One that died is an engine failure: the
+        episode stops, and its resume (a new model object) gets a server started again; never one with other weights
+        in the middle of an episode."""
+        server = self._server
+        if server is not None and (died := server.died()) is not None:
+            raise EngineError(f"{self.name}: {died}")
+        return server
+
     def server(self) -> VLLMServer:
         """The server this model samples from: the given one, the one at `base_url`, or klong's own (started now)."""
         with self._server_lock:
-            if self._server is None or (self._server.process is not None and self._server.died() is not None):
+            if self._running() is None:
                 if self.config.base_url:
                     self._server = VLLMServer.attach(self.config.base_url)
                 else:
@@ -66,15 +76,6 @@ class VLLMModel:
             self._client_url = server.url
         return self._client
 
-    def _model_len(self, server: VLLMServer) -> int | None:
-        if self._max_len is None:
-            try:
-                models = server._http.get("/v1/models").json()["data"]
-                self._max_len = next((m.get("max_model_len") for m in models if m["id"] == server.model), None)
-            except Exception:  # the limit is then the server's own answer
-                self._max_len = None
-        return self._max_len
-
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
@@ -86,10 +87,12 @@ class VLLMModel:
         import openai
 
         c = self.config
-        server = await asyncio.to_thread(self.server)
+        server = self._running() or await asyncio.to_thread(self.server)  # a thread only to attach or start one
+        if self._limit is None:
+            self._limit = (await asyncio.to_thread(server.max_model_len),)
+        limit = self._limit[0]
         renderer = self._renderers.get(messages, tools)
         prompt = renderer.render_prompt(list(messages)).input_ids
-        limit = await asyncio.to_thread(self._model_len, server)
         if limit is not None and len(prompt) + c.max_tokens > limit:
             raise ContextLengthError(f"{self.name}: {len(prompt)} prompt + {c.max_tokens} new tokens exceed {limit}")
         stop_ids = stop_token_ids(renderer)

@@ -113,7 +113,7 @@ class VLLMServer:
         root = base_url.rstrip("/").removesuffix("/v1")
         probe = cls(root, "")
         try:
-            models = probe._http.get("/v1/models").json()["data"]
+            models = probe._models()
         except (httpx.HTTPError, ValueError, KeyError) as e:
             raise EngineError(f"no vLLM server answers at {base_url}: {e}") from e
         if not models:
@@ -121,26 +121,26 @@ class VLLMServer:
         probe.model = models[0]["id"]
         return probe
 
+    def _models(self) -> list[dict[str, Any]]:
+        return self._http.get("/v1/models").json()["data"]
+
+    def max_model_len(self) -> int | None:
+        """The context length the server serves its model with (None when it does not say)."""
+        try:
+            return next((m.get("max_model_len") for m in self._models() if m["id"] == self.model), None)
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise EngineError(f"vLLM exited with code {self.process.returncode} while starting (log {self.log}):\n"
-                                  f"{_tail(self.log) if self.log else ''}")  # fmt: skip
+            if died := self.died():
+                raise EngineError(f"while starting, {died}")
             with contextlib.suppress(httpx.HTTPError):
                 if self._http.get("/health", timeout=5).status_code == 200:
                     return
             time.sleep(1.0)
         raise EngineError(f"vLLM did not become healthy within {timeout:.0f} s (log {self.log})")
-
-    @property
-    def alive(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            return False
-        try:
-            return self._http.get("/health", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def died(self) -> str | None:
         """Why the server is gone (its exit code and log tail), None while it runs or when klong did not start it."""
@@ -168,9 +168,8 @@ class VLLMServer:
         try:
             response = self._http.post(route, json=body or {}, timeout=timeout or self._http.timeout)
         except httpx.HTTPError as e:
-            raise EngineError(
-                f"vLLM {route}: {type(e).__name__}: {e}" + (f"\n{self.died()}" if self.died() else "")
-            ) from e
+            died = self.died()
+            raise EngineError(f"vLLM {route}: {type(e).__name__}: {e}" + (f"\n{died}" if died else "")) from e
         if response.status_code >= 400:
             raise EngineError(f"vLLM {route}: HTTP {response.status_code}: {response.text[:500]}")
         with contextlib.suppress(ValueError):
@@ -216,10 +215,7 @@ class VLLMServer:
                 "prompt_logprobs": 0, "return_token_ids": True}  # fmt: skip
         data = self.post("/v1/completions", body)
         entries = data["choices"][0]["prompt_logprobs"]
-        out = []
-        for token, entry in zip(ids[1:], entries[1:], strict=True):
-            out.append(float(entry[str(token)]["logprob"]))
-        return out
+        return [float(entry[str(token)]["logprob"]) for token, entry in zip(ids[1:], entries[1:], strict=True)]
 
 
 _SERVERS: dict[tuple[str, str], VLLMServer] = {}

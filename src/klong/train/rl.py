@@ -132,13 +132,13 @@ class RLTrainer:
         atomic_write_json(self.out / "state.json", state, indent=2)  # written last: the iteration is finished
 
     # -- rollouts and grading --------------------------------------------------------------------------------------
-    def _model_factory(self, version: int):
+    def _model_factory(self):
         cfg = self.config
         if cfg.rollout_backend == "hf":
             from klong.models.hf_local import HFModel
 
             shared = HFModel.from_loaded(self.policy, self.tokenizer, cfg.generation)
-            shared.policy_version = version
+            shared.policy_version = self.version
             return lambda: shared
         if cfg.rollout_backend == "vllm":
             from klong.models.vllm_model import VLLMModel
@@ -179,7 +179,7 @@ class RLTrainer:
         counts = {"infra_failures": 0, "reruns": 0, "left_out": 0}
         reruns = cfg.max_reruns if cfg.infra_failures == "rerun" else 0
         for round_ in range(reruns + 1):
-            await run_rollouts(tasks, model_factory=self._model_factory(self.version), sandbox=cfg.sandbox, config=agent,
+            await run_rollouts(tasks, model_factory=self._model_factory(), sandbox=cfg.sandbox, config=agent,
                                out_dir=out / "rollouts", attempts=attempts, concurrency=cfg.concurrency,
                                resume=True, tokenizer=self.tokenizer,
                                on_update=lambda traj, event: submit(traj) if traj.finished else None)  # fmt: skip
@@ -285,28 +285,20 @@ class RLTrainer:
         from klong.train import weight_sync
 
         cfg = self.config
-        if self.sync_mode == "lora" and cfg.lora is None:
-            raise ConfigError("weight_sync lora needs a LoRA policy (lora: ...); use weight_sync full")
-        if self.sync_mode == "full" and cfg.lora is not None:
-            raise ConfigError("weight_sync full with a LoRA policy is not supported; use weight_sync lora (or auto)")
-        adapter = self.out / "checkpoints" / "latest" / "policy"
         if cfg.generation.base_url:
             self.server = await asyncio.to_thread(VLLMServer.attach, cfg.generation.base_url)
-            if state["done"]:
-                self._synced = await self._sync()
-                return
+            behind = bool(state["done"])
         elif self.sync_mode == "lora":
             launch = cfg.generation.vllm.model_copy(update={"enable_lora": True})
             self.server = await asyncio.to_thread(VLLMServer.start, cfg.policy_path, launch)
-            if state["done"] and adapter.exists():
-                self._synced = await self._sync()
-                return
+            behind = bool(state["done"]) and (self.out / "checkpoints" / "latest" / "policy").exists()
         else:  # started from the current weights: nothing to sync, only to check
             folder = await asyncio.to_thread(weight_sync.write_serving_folder, self.policy, self.tokenizer,
                                              self.out / "serving" / "policy")  # fmt: skip
             self.server = await asyncio.to_thread(VLLMServer.start, folder, cfg.generation.vllm)
+            behind = False
         self.server.version = self.version
-        self._synced = {"sync_seconds": 0.0, "probe_max_diff": await self._verify()}
+        self._synced = await self._sync() if behind else {"sync_seconds": 0.0, "probe_max_diff": await self._verify()}
 
     async def _sync(self) -> dict[str, float]:
         """Give the server the current policy (after an update, or on resume) and check that it took it."""

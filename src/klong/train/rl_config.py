@@ -113,6 +113,10 @@ class RLConfig(BaseModel):
             raise ValueError("at least one stage is needed")
         if self.group_size < 2:
             raise ValueError("group_size must be at least 2 (the baseline is a group mean)")
+        if self.rollout_backend == "vllm" and self.weight_sync == "lora" and self.lora is None:
+            raise ValueError("weight_sync lora needs a LoRA policy (lora: ...); use weight_sync full or auto")
+        if self.rollout_backend == "vllm" and self.weight_sync == "full" and self.lora is not None:
+            raise ValueError("weight_sync full with a LoRA policy is not supported; use weight_sync lora or auto")
         if self.rollout_backend == "openai" and not self.generation.base_url:
             raise ValueError("rollout_backend openai needs generation.base_url (the policy server)")
         if self.generation.top_p < 1.0:
