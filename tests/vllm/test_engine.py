@@ -42,18 +42,24 @@ MAX_TOKENS = 48
 
 
 @pytest.fixture(scope="module")
-def served_dir(tmp_path_factory, qwen_tokenizer_dir) -> Path:
-    """The tiny model with head dimension 64 (the CPU attention kernels refuse 16), written as vLLM serves it."""
-    from transformers import AutoModelForCausalLM
-
+def tied_dir(tmp_path_factory, qwen_tokenizer_dir) -> Path:
+    """The tiny model with head dimension 64 (the CPU attention kernels refuse 16); embeddings tied, as Qwen2.5's."""
     from klong.models.tiny import TinyModelConfig, build_tiny_model
-    from klong.train.weight_sync import write_serving_folder
 
     shape = TinyModelConfig(hidden_size=128, num_attention_heads=2, num_key_value_heads=1, intermediate_size=256,
                             max_position_embeddings=4096)  # fmt: skip
-    tied = build_tiny_model(tmp_path_factory.mktemp("tiny64"), qwen_tokenizer_dir, shape)
-    model = AutoModelForCausalLM.from_pretrained(tied)
-    return write_serving_folder(model, load_tokenizer(tied), tmp_path_factory.mktemp("served") / "tiny64")
+    return build_tiny_model(tmp_path_factory.mktemp("tiny64"), qwen_tokenizer_dir, shape)
+
+
+@pytest.fixture(scope="module")
+def served_dir(tmp_path_factory, tied_dir) -> Path:
+    """The tiny model written as klong serves it."""
+    from transformers import AutoModelForCausalLM
+
+    from klong.train.weight_sync import write_serving_folder
+
+    model = AutoModelForCausalLM.from_pretrained(tied_dir)
+    return write_serving_folder(model, load_tokenizer(tied_dir), tmp_path_factory.mktemp("served") / "tiny64")
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +114,30 @@ def test_the_cli_attaches_to_a_running_server(tmp_path, served_dir, server):
     traj = read_trajectory(tmp_path / "run" / "trajectories" / "toy__a0.json")
     assert [len(m.token_ids) > 0 for m in _assistants(traj)] == [True, True]
     assert traj.model == f"vllm:{served_dir}"
+
+
+def test_a_full_sync_reaches_the_server(tmp_path, tied_dir, served_dir, server):
+    """Every weight of a tied model moved (its one embedding matrix too), written as klong writes it, synced: the
+    served probe is the trainer's again. vLLM 0.32 reloads a tied output head from its old values (probe off by 0.52)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from klong.train.weight_sync import sync, verify, write_serving_folder
+
+    tokenizer = load_tokenizer(tied_dir)
+    model = AutoModelForCausalLM.from_pretrained(tied_dir)
+    assert model.config.tie_word_embeddings
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    with pytest.raises(Exception, match="not verified"):
+        verify(server, model, tokenizer, 1e-3)  # the server does not have these weights yet
+    try:
+        sync(server, write_serving_folder(model, tokenizer, tmp_path / "moved"), "full", timeout=300)
+        assert verify(server, model, tokenizer, 1e-3) <= 1e-3
+    finally:
+        sync(server, served_dir, "full", timeout=300)
+        server.version = 0
 
 
 def test_two_rl_iterations_with_full_weight_sync(tmp_path, served_dir, server):
