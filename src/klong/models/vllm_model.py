@@ -14,6 +14,7 @@ with `StopReason.ENGINE_ERROR` (infrastructure: `--resume` runs it on once a ser
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,16 +28,24 @@ from klong.models.vllm_server import VLLMServer, shared_server
 from klong.schema import Message, Sampling
 
 
+@functools.lru_cache(maxsize=8)
+def _tokenizer(model_dir: str):
+    """One tokenizer per model folder for the process: every episode makes its own model object."""
+    from klong.models.tokenizer import load_tokenizer
+
+    return load_tokenizer(model_dir)
+
+
 class VLLMModel:
     def __init__(self, model_dir: str | Path, config: ModelConfig | None = None, *, server: VLLMServer | None = None):
-        from klong.models.tokenizer import hub_id_hint, load_tokenizer
+        from klong.models.tokenizer import hub_id_hint
 
         self.config = config or ModelConfig()
         self.model_dir = Path(model_dir)
         self.name = f"vllm:{model_dir}"
         if not (self.model_dir / "config.json").is_file():
             raise InputFileError(model_dir, f"not a model folder (no config.json) for vllm:{hub_id_hint(model_dir)}")
-        self.tokenizer = load_tokenizer(self.model_dir)
+        self.tokenizer = _tokenizer(str(self.model_dir.resolve()))
         self._renderers = Renderers(self.tokenizer)
         self._server = server
         self._server_lock = threading.Lock()
