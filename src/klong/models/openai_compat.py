@@ -34,14 +34,17 @@ def is_context_length_error(status: int | None, body: Any, message: str) -> bool
 
 class OpenAIModel:
     def __init__(self, model_name: str, config: ModelConfig | None = None):
-        import openai
-
         self.config = config or ModelConfig()
         self.model_name = model_name
         self.name = f"openai:{model_name}"
+        self.client = self._client()
+
+    def _client(self):
+        import openai
+
         api_key = os.environ.get(self.config.api_key_env)
         redact.register(api_key)  # an endpoint that echoes it in an error message must not get it into a file
-        self.client = openai.AsyncOpenAI(
+        return openai.AsyncOpenAI(
             base_url=self.config.base_url or os.environ.get("OPENAI_BASE_URL"),
             api_key=api_key or "EMPTY",
             max_retries=self.config.max_retries,
@@ -49,7 +52,9 @@ class OpenAIModel:
         )
 
     async def close(self) -> None:
+        """Close the HTTP client (its connections belong to the running event loop); a later call opens a new one."""
         await self.client.close()
+        self.client = self._client()
 
     async def generate(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None, *, json_mode: bool = False

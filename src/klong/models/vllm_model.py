@@ -86,8 +86,10 @@ class VLLMModel:
         return self._client
 
     async def close(self) -> None:
+        """Close the HTTP client (its connections belong to the running event loop); a later call opens a new one."""
         if self._client is not None:
-            await self._client.close()
+            client, self._client = self._client, None
+            await client.close()
 
     # -- one turn --------------------------------------------------------------------------------------------------
     async def generate(

@@ -8,6 +8,7 @@ process) is continued with `resume`, otherwise reported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -127,6 +128,8 @@ async def run_rollouts(
     semaphore = asyncio.Semaphore(max(1, concurrency))
     finished: list[RunSummary] = []
     errors: list[str] = []
+    models: dict[int, Any] = {}
+    """The model objects the factory made (once each, a factory may share one): closed when every run is done."""
 
     async def one(task: Task, attempt: int) -> None:
         run_id = run_id_for(task, attempt)
@@ -151,7 +154,9 @@ async def run_rollouts(
             hidden = [str(out_dir), *([str(task.path.resolve())] if task.path else [])]
             sandbox_config = config.sandbox.model_copy(update={"hide_paths": [*config.sandbox.hide_paths, *hidden]})
             box = make_sandbox(sandbox, workspace, sandbox_config)
-            episode = Episode(task, model_factory(), box, config, traj_path, run_id=run_id, tokenizer=tokenizer,
+            model = model_factory()
+            models[id(model)] = model
+            episode = Episode(task, model, box, config, traj_path, run_id=run_id, tokenizer=tokenizer,
                               on_update=on_update)  # fmt: skip
             traj = await episode.run(resume=traj_path.exists())
         if traj.finished:
@@ -160,6 +165,10 @@ async def run_rollouts(
             finished.append(summary)
 
     outcomes = await asyncio.gather(*(one(task, a) for task in tasks for a in range(attempts)), return_exceptions=True)
+    for model in models.values():  # their HTTP clients belong to this event loop: closed while it runs
+        if (close := getattr(model, "close", None)) is not None:
+            with contextlib.suppress(Exception):
+                await close()
     for outcome in outcomes:  # every run had its chance; now report what went wrong
         if isinstance(outcome, KlongError):
             errors.append(str(outcome))
