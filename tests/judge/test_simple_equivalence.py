@@ -178,7 +178,10 @@ def test_budgets_in_tokens_of_the_judges_tokenizer(tmp_path, qwen_tokenizer_dir)
     with FakeOpenAIServer(recorder) as server:
         result, judge = _grade(server, task, sub, config)
     assert judge.counter.name.startswith("hf:") and result["klong"]["judge"]["counter"].startswith("hf:")
-    cd, ce = recorder.grade_prompts
+    # the two leaves are graded concurrently: tell their prompts apart by the criterion (the execution leaf's comes
+    # second, so only its prompt names it)
+    (ce,) = [p for p in recorder.grade_prompts if "training ran" in p]
+    (cd,) = [p for p in recorder.grade_prompts if p is not ce]
     paper_tokens = counter.count(paper)
     shown_log = _between(ce, "# reproduce.log\n```\n", "\n```")
     assert counter.count(log) > 20_000 and 19_900 <= counter.count(shown_log) <= 20_000  # half the context

@@ -15,6 +15,7 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from klong.agent.config import AgentConfig
@@ -64,7 +65,9 @@ def served_dir(tmp_path_factory, tied_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def launch() -> VLLMLaunch:
-    return VLLMLaunch(python=os.environ["KLONG_VLLM_PYTHON"], dtype="float32", max_model_len=4096)
+    # LoRA enabled so that the LoRA sync test shares the server; requests without an adapter use the base weights
+    return VLLMLaunch(python=os.environ["KLONG_VLLM_PYTHON"], dtype="float32", max_model_len=4096, enable_lora=True,
+                      max_lora_rank=8)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +119,40 @@ def test_the_cli_attaches_to_a_running_server(tmp_path, served_dir, server):
     assert traj.model == f"vllm:{served_dir}"
 
 
+def test_klong_grade_with_a_vllm_judge(tmp_path, served_dir, server):
+    """`klong grade --judge vllm:DIR`: every leaf goes to the served model (a random one: its answers are noise, so
+    the leaves may be invalid, but each carries the judge's full response and PaperBench's token usage)."""
+    from typer.testing import CliRunner
+
+    from klong.cli import app
+
+    task = make_task(tmp_path / "tasks", paragraphs=1)
+    rubric = json.loads((task.path / "rubric.json").read_text())
+    rubric["sub_tasks"][0]["task_category"] = "Code Development"  # judged from the code (no reproduction needed)
+    (task.path / "rubric.json").write_text(json.dumps(rubric))
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    (submission / "result.txt").write_text("42\n")
+    out = tmp_path / "grade.json"
+    result = CliRunner().invoke(app, ["grade", str(submission), "--task", str(task.path), "--judge", f"vllm:{served_dir}",
+                                      "--base-url", f"{server.url}/v1", "--out", str(out), "--max-tokens", "16",
+                                      "--no-cache", "--judge-config", "context_tokens=3500",
+                                      "--judge-config", "buffer_tokens=200", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["leaves"] == 1 and summary["model_calls"] >= 1 and summary["tokens"] > 0
+    grade = json.loads(out.read_text())
+    leaf = grade["graded_task_tree"]["sub_tasks"][0]
+    # the random model answers whitespace (sixteen "\n" at temperature 0): an invalid leaf that says so, with
+    # what the judge was shown and the call's usage under the judge's name
+    assert leaf["valid_score"] is False and leaf["explanation"].startswith("unreadable judge answer")
+    assert leaf["judge_metadata"]["klong"]["files_shown"] == ["result.txt"]
+    usage = grade["token_usage"]
+    assert set(usage) == {f"vllm:{served_dir}"}
+    assert usage[f"vllm:{served_dir}"]["out"] == 16 and usage[f"vllm:{served_dir}"]["in"] > 0
+    assert grade["klong"]["judge"]["base_url"] == f"{server.url}/v1"  # the endpoint is part of the cache key
+
+
 def test_a_full_sync_reaches_the_server(tmp_path, tied_dir, served_dir, server):
     """Every weight of a tied model moved (its one embedding matrix too), written as klong writes it, synced: the
     served probe is the trainer's again. vLLM 0.32 reloads a tied output head from its old values (probe off by 0.52)."""
@@ -165,6 +202,33 @@ def test_two_rl_iterations_with_full_weight_sync(tmp_path, served_dir, server):
 
         sync(server, served_dir, "full", timeout=300)
         server.version = 0
+
+
+def test_two_rl_iterations_with_lora_sync(tmp_path, served_dir, server):
+    """A LoRA policy: after the update its adapter is loaded into the server as a runtime adapter, the rollouts of the
+    next iteration sample through it (on-policy for the trained adapter), and the base weights stay as they were."""
+    cfg = settings(tmp_path, served_dir, tmp_path / "rl") + ["rollout_backend=vllm", f"generation.base_url={server.url}/v1",
+                                                             "probe_tolerance=1e-3", "lora={r: 8, alpha: 16}",
+                                                             "learning_rate=2e-2"]  # fmt: skip
+    probe = list(range(100, 164))
+    before = server.prompt_logprobs(probe)
+    records = run_rl(load_config(RLConfig, cfg), progress=False)
+    assert len(records) == 2
+    for r in records:
+        assert r["first_step_ratio_dev_max"] < 1e-3 and r["first_step_clip_fraction"] == 0.0
+        assert r["probe_max_diff"] <= 1e-3
+    assert records[0]["sync_seconds"] == 0.0 and records[1]["sync_seconds"] > 0
+    models = [m["id"] for m in httpx.get(f"{server.url}/v1/models").json()["data"]]
+    adapters = [m for m in models if m.startswith("policy-v")]
+    assert [a.split("-")[1] for a in adapters] == ["v2"], models  # the final adapter (the first one unloaded)
+    adapted = server.prompt_logprobs(probe, model=adapters[0])
+    assert max(abs(a - b) for a, b in zip(before, adapted, strict=True)) > 1e-3  # the adapter changes the model
+    assert server.prompt_logprobs(probe) == pytest.approx(before, abs=1e-5)  # and the base weights are untouched
+    second = read_trajectory(
+        next((tmp_path / "rl" / "stages" / "s1" / "it0" / "rollouts" / "trajectories").glob("*.json"))
+    )
+    assert {m.meta["policy_version"] for m in _assistants(second)} == {1}
+    assert (tmp_path / "rl" / "checkpoints" / "latest" / "policy" / "adapter_config.json").exists()
 
 
 def test_a_server_killed_mid_episode_is_survived_by_resume(tmp_path, served_dir, launch, server):

@@ -87,7 +87,7 @@ def grade_cmd(
         ),
     ] = None,
     judge: Annotated[
-        str, typer.Option("--judge", help="check, or a model spec: openai:NAME, hf:PATH, scripted:FILE.")
+        str, typer.Option("--judge", help="check, or a model spec: openai:NAME, vllm:PATH, hf:PATH, scripted:FILE.")
     ] = "check",
     out: Annotated[
         Path | None,

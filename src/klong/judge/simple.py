@@ -78,8 +78,10 @@ class SimpleJudge:
         sampling = None
         if settings is not None and hasattr(settings, "model_dump"):
             sampling = settings.model_dump(include={"temperature", "top_p", "max_tokens", "seed", "dtype"})
+        base_url = getattr(self.model, "endpoint", None)  # a vllm: model attached to a server names it
         client = getattr(self.model, "client", None)
-        base_url = str(client.base_url) if client is not None and getattr(client, "base_url", None) else None
+        if base_url is None and client is not None and getattr(client, "base_url", None):
+            base_url = str(client.base_url)
         return {"judge_type": self.judge_type, "model": self.name, "base_url": base_url, "sampling": sampling,
                 "config": self.config.model_dump(), "counter": self.counter.name, "context": self.context_tokens,
                 "prompt_version": P.PROMPT_VERSION}  # fmt: skip

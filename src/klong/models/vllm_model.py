@@ -55,6 +55,12 @@ class VLLMModel:
         """The server's context length, once asked (None inside: it does not say)."""
         self.calls = 0
 
+    @property
+    def endpoint(self) -> str | None:
+        """The server attached to (`base_url`), for records such as the judge's identity; None for klong's own
+        server, whose port changes from run to run (the model folder names it)."""
+        return self.config.base_url
+
     # -- the server ------------------------------------------------------------------------------------------------
     def _running(self) -> VLLMServer | None:
         """The server this model samples from, None before the first call. One that died is an engine failure: the

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -184,21 +185,23 @@ class VLLMServer:
     def resume(self) -> None:
         self.post("/resume")
 
-    def reload_weights(self, folder: str | Path, *, timeout: float) -> None:
+    def reload_weights(self, folder: str | Path, *, timeout: float, version: int | None = None) -> None:
         """Load full weights from a saved model folder into the running engine (`reload_weights` on every worker),
         then drop the prefix cache (its keys and values were computed with the old weights)."""
         self.post("/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": str(folder)}},
                   timeout=timeout)  # fmt: skip
         self.post("/reset_prefix_cache", timeout=timeout)
-        self.version += 1
+        self.version = self.version + 1 if version is None else version
 
-    def load_lora(self, folder: str | Path, *, timeout: float) -> str:
-        """Load a LoRA adapter as a new runtime adapter, which requests use from then on; returns its name."""
-        name = f"policy-v{self.version + 1}"
+    def load_lora(self, folder: str | Path, *, timeout: float, version: int | None = None) -> str:
+        """Load a LoRA adapter as a new runtime adapter, which requests use from then on, as policy `version`
+        (default: the next); returns its name, `policy-v<version>-<random>` (unique: a resumed run may attach again)."""
+        version = self.version + 1 if version is None else version
+        name = f"policy-v{version}-{uuid.uuid4().hex[:8]}"
         self.post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)}, timeout=timeout)
         self.post("/reset_prefix_cache", timeout=timeout)
         previous, self.lora = self.lora, name
-        self.version += 1
+        self.version = version
         if previous is not None:
             with contextlib.suppress(EngineError):
                 self.post("/v1/unload_lora_adapter", {"lora_name": previous}, timeout=timeout)
@@ -208,10 +211,11 @@ class VLLMServer:
     def request_model(self) -> str:
         return self.lora or self.model
 
-    def prompt_logprobs(self, ids: list[int]) -> list[float]:
+    def prompt_logprobs(self, ids: list[int], *, model: str | None = None) -> list[float]:
         """The served model's logprob of each token of `ids` after the ones before it (temperature 1: the raw
-        distribution), for checking a weight sync against the trainer."""
-        body = {"model": self.request_model, "prompt": ids, "max_tokens": 1, "temperature": 1.0,
+        distribution), for checking a weight sync against the trainer; `model` names another served model or
+        adapter than the one requests use."""
+        body = {"model": model or self.request_model, "prompt": ids, "max_tokens": 1, "temperature": 1.0,
                 "prompt_logprobs": 0, "return_token_ids": True}  # fmt: skip
         data = self.post("/v1/completions", body)
         entries = data["choices"][0]["prompt_logprobs"]

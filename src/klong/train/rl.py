@@ -311,10 +311,11 @@ class RLTrainer:
             folder = await asyncio.to_thread(weight_sync.write_serving_folder, self.policy, self.tokenizer,
                                              self.out / "serving" / "policy")  # fmt: skip
         seconds = await asyncio.wait_for(
-            asyncio.to_thread(weight_sync.sync, self.server, folder, self.sync_mode, timeout=cfg.sync_timeout),
+            asyncio.to_thread(
+                weight_sync.sync, self.server, folder, self.sync_mode, timeout=cfg.sync_timeout, version=self.version
+            ),
             cfg.sync_timeout + 30,
         )
-        self.server.version = self.version
         return {"sync_seconds": seconds, "probe_max_diff": await self._verify()}
 
     async def _verify(self) -> float:

@@ -88,15 +88,16 @@ def write_serving_folder(model, tokenizer, folder: Path) -> Path:
     return folder
 
 
-def sync(server: VLLMServer, folder: Path, mode: str, *, timeout: float) -> float:
-    """Give the server the weights saved in `folder`; returns the seconds it took (pause to resume)."""
+def sync(server: VLLMServer, folder: Path, mode: str, *, timeout: float, version: int | None = None) -> float:
+    """Give the server the weights saved in `folder` as policy `version` (default: the server's next); returns the
+    seconds it took (pause to resume)."""
     started = time.monotonic()
     server.pause(timeout=timeout)
     try:
         if mode == "lora":
-            server.load_lora(folder, timeout=timeout)
+            server.load_lora(folder, timeout=timeout, version=version)
         else:
-            server.reload_weights(folder, timeout=timeout)
+            server.reload_weights(folder, timeout=timeout, version=version)
     finally:
         server.resume()
     return time.monotonic() - started
