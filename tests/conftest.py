@@ -2,7 +2,8 @@
 
 Tiers: `slow` runs with `--run-slow` (or KLONG_RUN_SLOW=1); `docker` needs a reachable Docker daemon; `gpu` needs CUDA;
 `api` needs KLONG_API_TESTS=1 and real credentials; `trl` needs TRL installed (`pip install -e ".[trl]"`); `vllm` needs
-`KLONG_VLLM_PYTHON` (a Python with vLLM, made by `.ci/vllm-env`: the default suite stays vLLM-free). Each skips
+`KLONG_VLLM_PYTHON` (a Python with vLLM, made by `.ci/vllm-env`: the default suite stays vLLM-free); `swebench` and
+`mlebench` need `KLONG_SWEBENCH_PYTHON` / `KLONG_MLEBENCH_PYTHON` (a Python with that benchmark's package). Each skips
 cleanly, saying why, when its infrastructure is missing.
 """
 
@@ -39,9 +40,13 @@ def _importable(name: str) -> bool:
         return False
 
 
-def _vllm_available() -> bool:
-    python = os.environ.get("KLONG_VLLM_PYTHON")
+def _python_from(env: str) -> bool:
+    python = os.environ.get(env)
     return bool(python) and Path(python).exists()
+
+
+def _vllm_available() -> bool:
+    return _python_from("KLONG_VLLM_PYTHON")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -52,6 +57,14 @@ def pytest_collection_modifyitems(config, items):
         "gpu": (lambda: __import__("torch").cuda.is_available(), "no CUDA GPU"),
         "api": (lambda: os.environ.get("KLONG_API_TESTS") == "1", "real-endpoint tests: set KLONG_API_TESTS=1"),
         "trl": (lambda: _importable("trl"), 'TRL not installed: pip install -e ".[trl]"'),
+        "swebench": (
+            lambda: _python_from("KLONG_SWEBENCH_PYTHON"),
+            "swebench tier: set KLONG_SWEBENCH_PYTHON to a Python with swebench>=4.1,<5 (.ci/run makes one)",
+        ),
+        "mlebench": (
+            lambda: _python_from("KLONG_MLEBENCH_PYTHON"),
+            "mlebench tier: set KLONG_MLEBENCH_PYTHON to a Python with MLE-bench's mlebench package",
+        ),
         "vllm": (_vllm_available, "vllm tier: set KLONG_VLLM_PYTHON to a Python with vLLM (.ci/vllm-env makes one)"),
     }
     cache: dict[str, bool] = {}

@@ -88,7 +88,8 @@ def test_resume_and_redo_are_spelled_the_same_everywhere():
     factory_stages = {("factory", s) for s in ("collect", "enrich", "select", "decontam", "fetch", "convert",
                                                "blacklist", "draft", "check", "package")}  # fmt: skip
     assert pairs >= factory_stages | {("demo",)}  # batch stages (also `klong grade RUN_DIR`)
-    assert flags == {("run",), ("sft",), ("rl",)}
+    evals = {p for p in flags if p[0] == "eval"}  # `klong eval BENCHMARK` runs episodes as `klong run` does
+    assert flags - evals == {("run",), ("sft",), ("rl",)} and ("eval", "paperbench") in evals
 
 
 def test_run_help_shows_what_unset_options_resolve_to():

@@ -67,7 +67,8 @@ class AgentConfig(BaseModel):
     system_prompt: str | None = None
     """Replaces klong's default system prompt (`klong.agent.prompts.SYSTEM_PROMPT`)."""
     task_template: str | None = None
-    """Replaces the default task message; may use `{title}` and `{time_limit}` (e.g. `2h 00m`)."""
+    """Replaces the default task message; may use `{title}`, `{time_limit}` (e.g. `2h 00m`), `{root}` (the workspace
+    as commands see it) and `{paper}` (the task text itself: benchmarks whose task is an issue to embed)."""
     max_context_retries: int = 8
     """Context-length errors in a row the runtime answers with a new, smaller view (each attempt shrinks it) before the
     episode ends (`context_exhausted`; sooner when the pinned prefix alone no longer fits)."""

@@ -43,7 +43,8 @@ NOT_RUN_AFTER_END = "[not run: an earlier call of this reply ended the task]"
 
 
 def task_message(task: Task, root: str, time_limit: float, template: str | None = None) -> str:
-    """The first user message. `root` (the workspace as the agent sees it) is kept for templates that name it."""
+    """The first user message. `root` (the workspace as the agent sees it) is kept for templates that name it;
+    `{paper}` puts the task's text itself in the message (a benchmark whose task is an issue, not a paper to read)."""
     return (template or TASK_TEMPLATE).format(
-        title=task.title or task.id, time_limit=format_duration(time_limit), root=root
+        title=task.title or task.id, time_limit=format_duration(time_limit), root=root, paper=task.paper
     )

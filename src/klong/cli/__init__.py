@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from klong.cli import demo, export, factory, grade, rl, rubric, run, select, sft, split, trajectory  # noqa: F401  (registers the commands)
+from klong.cli import (  # noqa: F401  (registers the commands)
+    demo,
+    eval,
+    eval_paperbench,
+    export,
+    factory,
+    grade,
+    rl,
+    rubric,
+    run,
+    select,
+    sft,
+    split,
+    trajectory,
+)
 from klong.cli.common import app
 
 

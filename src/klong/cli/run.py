@@ -107,20 +107,12 @@ def run_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a model on tasks: a trajectory and a submission per (task, attempt)."""
-    from pydantic import ValidationError
-
     from klong.agent.config import AgentConfig
-    from klong.config import deep_merge, load_config, merge_sources, parse_duration, write_config
+    from klong.config import deep_merge, load_config, merge_sources, parse_duration
     from klong.exceptions import ConfigError, StopReason
-    from klong.io import format_validation_error
     from klong.models import load_model
-    from klong.models.config import ModelConfig
-    from klong.models.tokenizer import load_tokenizer
-    from klong.provenance import collect_run_meta
     from klong.rollout.progress import RolloutProgress
     from klong.rollout.runner import read_summaries, run_rollouts
-    from klong.sandbox import check_sandbox
-    from klong.schema import write_run_meta
     from klong.task import find_tasks
 
     exclusive_resume_redo(resume, redo)
@@ -140,30 +132,14 @@ def run_cmd(
     task_overrides = task_list[0].config.get("klong", {}).get("agent", {}) if len(task_list) == 1 else {}
     data = merge_sources(config or [], base=deep_merge(AgentConfig().model_dump(), task_overrides))
     agent_config = load_config(AgentConfig, [], base=deep_merge(data, flags))
-    gen = {
-        k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items() if v is not None
-    }
-    # every input is checked before the run dir is touched: a mistake changes nothing already written
-    try:
-        model_config = ModelConfig(base_url=base_url, api_key_env=api_key_env, logprobs=logprobs,
-                                   max_retries=max_retries, vllm={"python": vllm_python, "args": vllm_arg or []},
-                                   **gen)  # fmt: skip
-    except ValidationError as e:
-        raise ConfigError(f"invalid model settings: {format_validation_error(e)}") from None
+    model_config = build_model_config(base_url=base_url, api_key_env=api_key_env, logprobs=logprobs,
+                                      max_retries=max_retries, vllm_python=vllm_python, vllm_arg=vllm_arg,
+                                      temperature=temperature, max_tokens=max_tokens, seed=seed)  # fmt: skip
     if concurrency < 1 or attempts < 1:
         raise ConfigError(f"--concurrency and --attempts must be at least 1 (got {concurrency}, {attempts})")
-    check_context(agent_config.context, model_config.max_tokens)
-    check_sandbox(sandbox)
-    load_model(model, model_config)  # an unknown kind, a missing folder or script: an error now, not after --redo
-    tok = load_tokenizer(tokenizer) if tokenizer is not None else None
-    check_run_dir(out, agent_config, redo=redo)
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out / "config.yaml", agent_config)
-    if not (out / "meta.json").exists() or redo:
-        meta = collect_run_meta()
-        meta.extra = {"model": model, "sandbox": sandbox, "tasks": [t.id for t in task_list], "attempts": attempts}
-        write_run_meta(out / "meta.json", meta)
+    tok = check_run_inputs(agent_config, model_config, model, sandbox, tokenizer)
+    start_run_dir(out, agent_config, {"model": model, "sandbox": sandbox, "tasks": [t.id for t in task_list],
+                                      "attempts": attempts}, redo=redo)  # fmt: skip
 
     with RolloutProgress(err_console) as progress:
         summaries = asyncio.run(run_rollouts(
@@ -193,6 +169,53 @@ def _print_runs(out: Path, summaries) -> None:
         table.add_row(s.run_id, s.stop_reason or "-", str(s.assistant_turns), str(s.tool_calls), f"{t:.0f}s",
                       f"{s.prompt_tokens + s.completion_tokens:,}", str(s.submission_files), str(s.blacklist_violations))  # fmt: skip
     console.print(table if summaries else "no runs needed running (finished runs are skipped; --redo runs them again)")
+
+
+def build_model_config(*, base_url, api_key_env, logprobs, max_retries, vllm_python, vllm_arg, temperature, max_tokens,
+                       seed):  # fmt: skip
+    """The served model's settings from the command's flags (unset sampling flags keep the model's defaults)."""
+    from pydantic import ValidationError
+
+    from klong.exceptions import ConfigError
+    from klong.io import format_validation_error
+    from klong.models.config import ModelConfig
+
+    gen = {
+        k: v for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items() if v is not None
+    }
+    try:
+        return ModelConfig(base_url=base_url, api_key_env=api_key_env, logprobs=logprobs, max_retries=max_retries,
+                           vllm={"python": vllm_python, "args": vllm_arg or []}, **gen)  # fmt: skip
+    except ValidationError as e:
+        raise ConfigError(f"invalid model settings: {format_validation_error(e)}") from None
+
+
+def check_run_inputs(agent_config, model_config, model: str, sandbox: str, tokenizer):
+    """Every input checked before the run dir is touched (a mistake changes nothing already written); returns the
+    tokenizer named by --tokenizer (None: the model's own or approximate counting)."""
+    from klong.models import load_model
+    from klong.models.tokenizer import load_tokenizer
+    from klong.sandbox import check_sandbox
+
+    check_context(agent_config.context, model_config.max_tokens)
+    check_sandbox(sandbox)
+    load_model(model, model_config)  # an unknown kind, a missing folder or script: an error now, not after --redo
+    return load_tokenizer(tokenizer) if tokenizer is not None else None
+
+
+def start_run_dir(out: Path, agent_config, meta_extra: dict, *, redo: bool) -> None:
+    """Check that `out` holds no run with other settings, then write its `config.yaml` and `meta.json`."""
+    from klong.config import write_config
+    from klong.provenance import collect_run_meta
+    from klong.schema import write_run_meta
+
+    check_run_dir(out, agent_config, redo=redo)
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out / "config.yaml", agent_config)
+    if not (out / "meta.json").exists() or redo:
+        meta = collect_run_meta()
+        meta.extra = meta_extra
+        write_run_meta(out / "meta.json", meta)
 
 
 def check_context(context, max_tokens: int) -> None:

@@ -121,6 +121,31 @@ def _reproduced(klong_extra: dict[str, Any]) -> bool:
     return isinstance(graded, str) and (Path(graded) / REPRODUCE_META).is_file()
 
 
+def reproduction_metadata(klong_extra: dict[str, Any]) -> dict[str, Any] | None:
+    """PaperBench's `ReproductionMetadata` of a graded reproduced submission (`reproduce.json`, `reproduce.log` and
+    the folder's listing after the run; PaperBench's listing before it and its git fields have no klong record: the
+    original submission's listing and empty values), None when the graded folder was not reproduced."""
+    from klong.judge.submission import REPRODUCE_LOG, REPRODUCE_META
+
+    if not _reproduced(klong_extra):
+        return None
+    graded = Path(klong_extra["submission"])
+    info = read_json(graded / REPRODUCE_META)
+    original = graded.with_name(graded.name.removesuffix(".reproduced"))
+
+    def listing(root: Path) -> str:
+        if not root.is_dir():
+            return ""
+        return "\n".join(sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()))
+
+    log = graded / REPRODUCE_LOG
+    return {"is_valid_git_repo": (original / ".git").is_dir(), "git_log": "", "repro_script_exists": True,
+            "files_before_reproduce": listing(original), "files_after_reproduce": listing(graded),
+            "timedout": bool(info.get("timed_out")), "repro_log": log.read_text(errors="replace") if log.is_file() else "",
+            "retried_results": [], "repro_execution_time": info.get("duration"), "git_status_after_reproduce": None,
+            "executed_submission": str(graded)}  # fmt: skip
+
+
 def paperbench_grade(grade_path: Path, *, paper_id: str, run_id: str, traj: Trajectory, metadata: dict[str, Any],
                      submission_exists: bool, log_lines: list[str]) -> dict[str, Any]:  # fmt: skip
     """`grade.json` for one run (see the module doc)."""
@@ -139,7 +164,7 @@ def paperbench_grade(grade_path: Path, *, paper_id: str, run_id: str, traj: Traj
         "resources_provided": bool(extra.get("resources_provided", False)),
         "agent_output": metadata,
         "judge_output": judge,
-        "reproduction_metadata": None,
+        "reproduction_metadata": reproduction_metadata(extra),
         "monitor_result": mon,
         "monitor_ran": mon is not None,
     }

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from klong.exceptions import KlongError, StopReason
 from klong.io import append_jsonl, atomic_write_text, iter_jsonl
 from klong.protocols import Model
 from klong.redact import redact
-from klong.sandbox import make_sandbox
+from klong.sandbox import SandboxConfig, make_sandbox
 from klong.schema import Trajectory, read_trajectory
 from klong.task import Task
 
@@ -48,6 +49,14 @@ class RunSummary(BaseModel):
     blacklist_violations: int
     trajectory: str
     workspace: str
+
+
+def give_to(root: Path, owner: tuple[int, int]) -> None:
+    """`chown -R` without following links: a prepared workspace handed to the sandbox's agent user."""
+    os.lchown(root, *owner)
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(folder, name), *owner)
 
 
 def run_id_for(task: Task, attempt: int) -> str:
@@ -116,12 +125,20 @@ async def run_rollouts(
     redo: bool = False,
     tokenizer: Any = None,
     on_update: OnUpdate | None = None,
+    prepare: Callable[[Task, Path], Awaitable[None]] | None = None,
+    sandbox_for: Callable[[Task, SandboxConfig], SandboxConfig] | None = None,
+    on_done: Callable[[RunSummary], Awaitable[None]] | None = None,
 ) -> list[RunSummary]:
     """Run every (task, attempt); returns the summaries of the runs that finished in this call.
 
     A finished run is skipped, except that `resume` continues one that ended by an infrastructure failure (endpoint,
     sandbox: not the model's doing); an unfinished one (a killed process) is continued with `resume`; `redo` runs
-    again, keeping the old trajectory and workspace under `replaced/`. `summaries.jsonl` holds one line per run."""
+    again, keeping the old trajectory and workspace under `replaced/`. `summaries.jsonl` holds one line per run.
+
+    Benchmarks (`klong.eval`) hook in: `prepare(task, workspace)` fills a fresh workspace before the episode starts
+    (a repository checkout, a competition's data; not called when a run is continued), `sandbox_for(task, config)`
+    gives the task's own sandbox settings (an instance's image, paths to hide), and `on_done(summary)` is awaited as
+    each run finishes (grading while other episodes still run)."""
     out_dir = Path(out_dir).resolve()
     (out_dir / "trajectories").mkdir(parents=True, exist_ok=True)
     done = {s.run_id for s in read_summaries(out_dir)}
@@ -153,16 +170,28 @@ async def run_rollouts(
         async with semaphore:
             hidden = [str(out_dir), *([str(task.path.resolve())] if task.path else [])]
             sandbox_config = config.sandbox.model_copy(update={"hide_paths": [*config.sandbox.hide_paths, *hidden]})
+            if sandbox_for is not None:
+                sandbox_config = sandbox_for(task, sandbox_config)
+            fresh = not traj_path.exists()
+            if fresh and prepare is not None:
+                if workspace.exists():  # a run killed while being prepared: prepare it again from nothing
+                    shutil.rmtree(workspace)
+                workspace.mkdir(parents=True)
+                await prepare(task, workspace)
             box = make_sandbox(sandbox, workspace, sandbox_config)
+            if fresh and prepare is not None and (owner := getattr(box, "owner", None)) is not None:
+                give_to(workspace, owner)  # the agent's unprivileged user (root runs): what was prepared is its own
             model = model_factory()
             models[id(model)] = model
             episode = Episode(task, model, box, config, traj_path, run_id=run_id, tokenizer=tokenizer,
                               on_update=on_update)  # fmt: skip
-            traj = await episode.run(resume=traj_path.exists())
+            traj = await episode.run(resume=not fresh)
         if traj.finished:
             summary = summarize(traj, attempt, out_dir, workspace)
             append_jsonl(out_dir / "summaries.jsonl", summary.model_dump())
             finished.append(summary)
+            if on_done is not None:
+                await on_done(summary)
 
     outcomes = await asyncio.gather(*(one(task, a) for task in tasks for a in range(attempts)), return_exceptions=True)
     for model in models.values():  # their HTTP clients belong to this event loop: closed while it runs
