@@ -166,3 +166,26 @@ def test_bad_inputs_are_one_line_and_write_nothing(bench):
                             "check", "--out", str(out), "--split", str(tmp / "one.txt")])  # fmt: skip
     assert r.exit_code == 2 and "not PaperBench's data folder" in r.output
     assert not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap not installed")
+def test_in_bwrap_the_agent_cannot_read_the_rubric_and_the_reproduction_runs_there(bench):
+    tmp, data, _ = bench
+    rubric = data / "papers" / PAPER / "rubric.json"
+    script = tmp / "peek.yaml"
+    script.write_text(yaml.safe_dump({"turns": [
+        {"content": "read", "tool_calls": [{"name": "read_paper", "arguments": {"page": 1}}]},
+        {"content": "peek", "tool_calls": [{"name": "bash", "arguments": {
+            "command": f"cat {rubric} > submission/leak.txt 2>&1; echo 'echo accuracy 0.$((3*3)) > results.txt' "
+                       "> submission/reproduce.sh"}}]},
+        {"content": "done", "tool_calls": [{"name": "end_task", "arguments": {}}]}]}))  # fmt: skip
+    out = tmp / "bwrap"
+    with FakeOpenAIServer(judge) as server:
+        args = _args(tmp, data, script, server, out, "--sandbox", "bwrap")
+        r = runner.invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    ws = out / "workspaces" / f"{PAPER}__a0"
+    leak = (ws / "submission" / "leak.txt").read_text()
+    assert "requirements" not in leak and "No such file" in leak  # the task dir is not there for the agent
+    assert (ws / "submission.reproduced" / "results.txt").read_text() == RESULT + "\n"
+    assert json.loads(r.stdout)["overall"]["mean"] == 1.0

@@ -81,8 +81,9 @@ class Benchmark(Protocol):
 
     def finalize(self, out_dir: Path, results: list[TaskResult]) -> dict[str, str]:
         """Write the benchmark's own aggregate files (`preds.jsonl`, a PaperBench run group...); returns them by
-        name, relative to the run dir. (A benchmark may also define `async close()`, awaited before `finalize`
-        while the event loop still runs: a judge's HTTP client is closed there.)"""
+        name, relative to the run dir. (A benchmark may also define `setup(config: AgentConfig)`, called first with
+        the run's agent config (sandbox settings for a grading step), and `async close()`, awaited before
+        `finalize` while the event loop still runs: a judge's HTTP client is closed there.)"""
 
 
 def meta(run: RunSummary) -> dict[str, Any]:

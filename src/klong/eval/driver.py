@@ -61,6 +61,8 @@ async def run_benchmark(
     """Run, grade and write the results; returns `results.json`'s content. `extra` goes into it as given (the model
     spec, the split...)."""
     out_dir = Path(out_dir).resolve()
+    if (setup := getattr(bench, "setup", None)) is not None:  # a benchmark that grades in a sandbox uses the agent's
+        setup(config)
     tasks = {t.id: t for t in bench.tasks()}
     semaphore = asyncio.Semaphore(max(1, grade_concurrency))
     pending: dict[str, asyncio.Task] = {}

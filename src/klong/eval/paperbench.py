@@ -129,6 +129,12 @@ class PaperBench:
         self.references = REFERENCES
         self._ids = ids
         self._tasks: list[Task] | None = None
+        self._sandbox = SandboxConfig()
+
+    def setup(self, config: Any) -> None:
+        """The reproduction's sandbox is the agent's (its env, network, limits), with the whole output kept."""
+        self._sandbox = config.sandbox.model_copy(update={"output_head_bytes": 1_000_000,
+                                                          "output_tail_bytes": 1_000_000})  # fmt: skip
 
     def tasks(self) -> list[Task]:
         if self._tasks is None:
@@ -171,7 +177,7 @@ class PaperBench:
             metrics["reproduced"] = False
             if (submission / REPRODUCE_SCRIPT).is_file():
                 hidden = [str(task.path.resolve())] if task.path else []
-                config = SandboxConfig(output_head_bytes=1_000_000, output_tail_bytes=1_000_000, hide_paths=hidden)
+                config = self._sandbox.model_copy(update={"hide_paths": [*self._sandbox.hide_paths, *hidden]})
                 info = await reproduce(submission, workspace / "submission.reproduced", sandbox=self.sandbox,
                                        timeout=self.reproduce_timeout, config=config, overwrite=True)  # fmt: skip
                 graded = workspace / "submission.reproduced"
