@@ -112,6 +112,7 @@ def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any
     from klong.cli.run import build_model_config, check_run_inputs, start_run_dir
     from klong.config import deep_merge, load_config, merge_sources, parse_duration
     from klong.eval.driver import run_benchmark
+    from klong.eval.results import INFRASTRUCTURE
     from klong.exceptions import ConfigError
     from klong.models import load_model
     from klong.rollout.progress import RolloutProgress
@@ -160,6 +161,12 @@ def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any
         print_json(results)
     else:
         print_results(opts.out, results)
+    failed = [r for r in results["runs"] if r.get("stop_reason") in INFRASTRUCTURE]
+    if failed:
+        listing = "; ".join(f"{r['run_id']}: {r['stop_reason']}" for r in failed)
+        err_console.print(f"{len(failed)} run(s) ended by an infrastructure failure (graded as they are; run them "
+                          f"again with --resume): {listing}", highlight=False, markup=False)  # fmt: skip
+        raise typer.Exit(code=1)
     return results
 
 

@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from klong.eval.benchmark import Benchmark, TaskResult
+from klong.exceptions import StopReason
 from klong.io import atomic_write_json, atomic_write_text
+
+INFRASTRUCTURE = {r.value for r in StopReason if r.is_infrastructure}
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -83,7 +86,8 @@ def write_results(out_dir: Path, bench: Benchmark, results: list[TaskResult], *,
     doc = {"benchmark": bench.name, "setting": bench.setting, "metric": bench.metric, "attempts": attempts,
            "tasks": tasks, **extra, "graders": graders, "official": official, **agg, "references": refs,
            "files": files, "written_at": datetime.now(UTC).isoformat(),
-           "runs": [r.model_dump(mode="json", exclude={"summary"}) for r in sorted(results, key=lambda r: r.run_id)]}  # fmt: skip
+           "runs": [{**r.model_dump(mode="json", exclude={"summary"}), "stop_reason": r.summary.get("stop_reason")}
+                    for r in sorted(results, key=lambda r: r.run_id)]}  # fmt: skip
     atomic_write_json(out_dir / "results.json", doc, indent=2)
     atomic_write_text(out_dir / "results.md", render_markdown(doc))
     write_plot(out_dir / "results.png", doc)
@@ -118,6 +122,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
     errors = [(r["run_id"], r["status"]) for r in doc["runs"] if r["status"] != "graded"]
     if errors:
         lines += ["", "Runs that could not be graded:", ""] + [f"- `{rid}`: {st}" for rid, st in errors]
+    infra = [(r["run_id"], r["stop_reason"]) for r in doc["runs"] if r.get("stop_reason") in INFRASTRUCTURE]
+    if infra:
+        lines += ["", "Runs stopped by an infrastructure failure (graded as they are; `--resume` runs them again):",
+                  ""] + [f"- `{rid}`: {stop}" for rid, stop in infra]  # fmt: skip
     if doc["files"]:
         lines += ["", "Outputs in the benchmark's own format:", ""] + [f"- {k}: `{v}`" for k, v in doc["files"].items()]
     return "\n".join(lines) + "\n"
