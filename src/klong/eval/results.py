@@ -4,7 +4,8 @@ Per task: the mean of the primary metric over its graded attempts and their samp
 attempt). Overall: for each attempt index, the mean over the tasks graded in that attempt; reported as the mean of
 those attempt-wise means and their sample standard deviation, as PaperBench reports its runs (mean and spread over
 seeds, not over papers). A run that could not be graded counts as 0 in the figures (it is a failed attempt) and is
-listed. Every other numeric or boolean metric the benchmark records is averaged the same way. Published reference
+listed. Every other numeric or boolean metric the benchmark records is averaged per task; overall, only the boolean
+ones (rates: valid submissions, medals, reproduced). Published reference
 figures stand beside the results, never inside them.
 """
 
@@ -62,9 +63,9 @@ def aggregate(results: list[TaskResult], tasks: list[str], attempts: int) -> dic
         if rs:
             attempt_means.append(statistics.fmean(_value(r) for r in rs))
     mean, std = mean_std(attempt_means)
-    overall_metrics = {}
+    overall_metrics = {}  # rates only: a raw figure (a competition's score, a leaf count) means nothing across tasks
     for key in sorted({k for r in results for k in r.metrics}):
-        vals = [v for r in results if (v := _numeric(r.metrics.get(key))) is not None]
+        vals = [float(v) for r in results if isinstance(v := r.metrics.get(key), bool)]
         if vals:
             overall_metrics[key] = statistics.fmean(vals)
     return {"per_task": per_task,
