@@ -241,6 +241,13 @@ print(json.dumps(out))
 """
 
 
+def _scratch() -> str:
+    """MLE-bench's `mlebench.data` makes a `cache/` folder (diskcache) in its working directory: a scratch one."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="klong-mlebench-")
+
+
 def _mlebench_python() -> str:
     return os.environ["KLONG_MLEBENCH_PYTHON"]
 
@@ -254,7 +261,7 @@ def test_thresholds_and_medals_equal_mlebench_own(tmp_path):
             for score in (None, board[0], board[medal_rows(n)[1] - 1], board[medal_rows(n)[2] - 1], board[n // 2],
                           board[-1]):  # fmt: skip
                 cases.append((board, score))
-    done = subprocess.run([_mlebench_python(), "-c", COMPARE], input=json.dumps(cases), capture_output=True,
+    done = subprocess.run(cwd=_scratch(), args=[_mlebench_python(), "-c", COMPARE], input=json.dumps(cases), capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     theirs = json.loads(done.stdout.splitlines()[-1])
@@ -271,7 +278,9 @@ def test_report_shape_equals_mlebench_grade_output(tmp_path):
     code = ("import json, mlebench.utils as u; p = u.get_module_dir() / 'competitions' / 'spaceship-titanic'; "
             "head = (p / 'leaderboard.csv').read_bytes()[:7].decode(errors='replace'); "
             "print(json.dumps([str(p), head]))")  # fmt: skip
-    done = subprocess.run([_mlebench_python(), "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cwd=_scratch(), args=[_mlebench_python(), "-c", code], capture_output=True, text=True, timeout=120
+    )
     if done.returncode != 0:
         pytest.skip(f"MLE-bench has no spaceship-titanic: {done.stderr[-300:]}")
     folder, head = json.loads(done.stdout.splitlines()[-1])
@@ -286,7 +295,7 @@ def test_report_shape_equals_mlebench_grade_output(tmp_path):
     jsonl = tmp_path / "subs.jsonl"
     jsonl.write_text(json.dumps({"competition_id": "spaceship-titanic", "submission_path": str(tmp_path / "sub.csv")}))
     out = tmp_path / "graded"
-    done = subprocess.run([_mlebench_python(), "-m", "mlebench.cli", "grade", "--submission", str(jsonl),
+    done = subprocess.run(cwd=_scratch(), args=[_mlebench_python(), "-m", "mlebench.cli", "grade", "--submission", str(jsonl),
                            "--output-dir", str(out), "--data-dir", str(tmp_path / "data")], capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -308,7 +317,9 @@ def test_official_grading_through_klong_eval(tmp_path):
     definition comes from the installed package; data laid out here as MLE-bench's data dir)."""
     code = ("import mlebench.utils as u; p = u.get_module_dir() / 'competitions' / 'spaceship-titanic' / "
             "'leaderboard.csv'; print(p.read_bytes()[:7].decode(errors='replace'))")  # fmt: skip
-    done = subprocess.run([_mlebench_python(), "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cwd=_scratch(), args=[_mlebench_python(), "-c", code], capture_output=True, text=True, timeout=120
+    )
     if done.returncode != 0 or done.stdout.startswith("version"):
         pytest.skip("MLE-bench's spaceship-titanic leaderboard is missing or a Git LFS pointer")
     comps = tmp_path / "data"
