@@ -56,6 +56,7 @@ def pytest_collection_modifyitems(config, items):
         "docker": (_docker_available, "no Docker daemon reachable"),
         "gpu": (lambda: __import__("torch").cuda.is_available(), "no CUDA GPU"),
         "api": (lambda: os.environ.get("KLONG_API_TESTS") == "1", "real-endpoint tests: set KLONG_API_TESTS=1"),
+        "ray": (lambda: _importable("ray"), 'Ray not installed: pip install -e ".[ray]"'),
         "trl": (lambda: _importable("trl"), 'TRL not installed: pip install -e ".[trl]"'),
         "swebench": (
             lambda: _python_from("KLONG_SWEBENCH_PYTHON"),

@@ -5,7 +5,9 @@ from __future__ import annotations
 from klong.cli import (  # noqa: F401  (registers the commands)
     demo,
     eval,
+    eval_mlebench,
     eval_paperbench,
+    eval_swebench,
     export,
     factory,
     grade,

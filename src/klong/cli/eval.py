@@ -15,6 +15,9 @@ import typer
 from rich.table import Table
 
 from klong.cli.common import console, err_console, exclusive_resume_redo, print_json, sub_app
+from klong.cli.run import ExecutorOpt, RayAddressOpt
+
+__all__ = ["ExecutorOpt", "RayAddressOpt", "RunOptions", "eval_app", "launch", "run_options"]
 
 eval_app = sub_app("eval", "Run a benchmark (PaperBench, SWE-bench, MLE-bench) and write its own output formats.")
 
@@ -97,24 +100,25 @@ class RunOptions:
     vllm_arg: list[str] | None = None
     env: list[str] | None = None
     config: list[str] | None = None
+    executor: str = "local"
+    ray_address: str | None = None
     as_json: bool = False
 
 
 def run_options(values: dict[str, Any]) -> RunOptions:
-    """The shared options out of a command's locals()."""
-    return RunOptions(**{k: values[k] for k in RunOptions.__dataclass_fields__})
+    """The shared options out of a command's locals() (one it does not take keeps its default)."""
+    return RunOptions(**{k: values[k] for k in RunOptions.__dataclass_fields__ if k in values})
 
 
 def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any]:
     """Check every input, then run, grade and print. `make_bench(sandbox)` builds the benchmark (it reads and checks
     its data: an error there changes nothing)."""
     from klong.agent.config import AgentConfig
-    from klong.cli.run import build_model_config, check_run_inputs, start_run_dir
+    from klong.cli.run import build_model_config, check_run_inputs, make_executor, make_model_factory, start_run_dir
     from klong.config import deep_merge, load_config, merge_sources, parse_duration
     from klong.eval.driver import run_benchmark
     from klong.eval.results import INFRASTRUCTURE
     from klong.exceptions import ConfigError
-    from klong.models import load_model
     from klong.rollout.progress import RolloutProgress
 
     exclusive_resume_redo(opts.resume, opts.redo)
@@ -143,6 +147,8 @@ def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any
                                       max_tokens=opts.max_tokens, seed=opts.seed)  # fmt: skip
     tok = check_run_inputs(agent_config, model_config, opts.model, opts.sandbox, opts.tokenizer)
     extra = {"model": opts.model, "sandbox": opts.sandbox, **extra}
+    factory = make_model_factory(opts.model, model_config)
+    runner = make_executor(opts.executor, opts.ray_address, factory, tok)
     start_run_dir(opts.out, agent_config, {"benchmark": bench.name, **extra, "tasks": [t.id for t in tasks],
                                            "attempts": opts.attempts}, redo=opts.redo)  # fmt: skip
     with RolloutProgress(err_console) as progress:
@@ -151,12 +157,31 @@ def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any
             if status not in ("grading", "skipped"):
                 err_console.print(f"graded {run_id}: {status}", highlight=False, markup=False)
 
-        results = asyncio.run(run_benchmark(
-            bench, model_factory=lambda: load_model(opts.model, model_config), sandbox=opts.sandbox,
-            config=agent_config, out_dir=opts.out, attempts=opts.attempts, concurrency=opts.concurrency,
-            grade_concurrency=opts.grade_concurrency, resume=opts.resume, redo=opts.redo, regrade=opts.regrade,
-            tokenizer=tok, on_update=progress.update, on_grade=on_grade, extra=extra,
-        ))  # fmt: skip
+        async def go():
+            try:
+                return await run_benchmark(
+                    bench,
+                    model_factory=factory,
+                    sandbox=opts.sandbox,
+                    config=agent_config,
+                    out_dir=opts.out,
+                    attempts=opts.attempts,
+                    concurrency=opts.concurrency,
+                    grade_concurrency=opts.grade_concurrency,
+                    resume=opts.resume,
+                    redo=opts.redo,
+                    regrade=opts.regrade,
+                    tokenizer=tok,
+                    on_update=progress.update,
+                    on_grade=on_grade,
+                    extra=extra,
+                    executor=runner,
+                )
+            finally:
+                if runner is not None:
+                    await runner.close()
+
+        results = asyncio.run(go())
     if opts.as_json:
         print_json(results)
     else:
@@ -184,5 +209,7 @@ def print_results(out: Path, doc: dict[str, Any]) -> None:
     console.print(table)
     for r in doc["references"]:
         console.print(f"reference: {r['label']}: {pct(r['value'])} ({r['source']})", highlight=False)
+    if o.get("not_evaluated_runs"):
+        console.print(f"{o['not_evaluated_runs']} run(s) not evaluated: only the benchmark's outputs were written")
     if not doc["official"]:
         console.print(f"graded by: {', '.join(doc['graders']) or 'none'} (not only the official tooling)")

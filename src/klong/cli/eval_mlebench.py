@@ -16,6 +16,7 @@ from klong.cli.eval import (
     ConcurrencyOpt,
     ConfigOpt,
     EnvOpt,
+    ExecutorOpt,
     GradeConcurrencyOpt,
     MaxLenOpt,
     MaxRetriesOpt,
@@ -23,6 +24,7 @@ from klong.cli.eval import (
     MaxTurnsOpt,
     ModelOpt,
     OutOpt,
+    RayAddressOpt,
     RedoOpt,
     RegradeOpt,
     ResumeOpt,
@@ -96,6 +98,8 @@ def eval_mlebench(
     vllm_arg: VllmArgOpt = None,
     env: EnvOpt = None,
     config: ConfigOpt = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run MLE-bench competitions (24 h per attempt by default) and grade the submissions by MLE-bench's rules."""

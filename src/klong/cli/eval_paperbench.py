@@ -15,6 +15,7 @@ from klong.cli.eval import (
     ConcurrencyOpt,
     ConfigOpt,
     EnvOpt,
+    ExecutorOpt,
     GradeConcurrencyOpt,
     MaxLenOpt,
     MaxRetriesOpt,
@@ -22,6 +23,7 @@ from klong.cli.eval import (
     MaxTurnsOpt,
     ModelOpt,
     OutOpt,
+    RayAddressOpt,
     RedoOpt,
     RegradeOpt,
     ResumeOpt,
@@ -94,6 +96,8 @@ def paperbench_cmd(
     vllm_arg: VllmArgOpt = None,
     env: EnvOpt = None,
     config: ConfigOpt = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run PaperBench: per attempt the agent, reproduce.sh in a fresh sandbox (full), the judge; PaperBench's

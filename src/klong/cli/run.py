@@ -15,6 +15,13 @@ _AGENT = "-c config, else the task's, else"
 """Where an agent setting left unset comes from (flags > -c sources > the task's `klong.agent` section > default)."""
 
 
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="local (this process) or ray (Ray tasks; docs/scale.md).")]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="ray: the cluster to attach to.", show_default="a local Ray instance"),
+]
+
+
 @app.command("run")
 @handle_errors
 def run_cmd(
@@ -104,13 +111,14 @@ def run_cmd(
         list[str] | None,
         typer.Option("-c", "--config", help="Agent config: YAML file or key.path=value (repeat).", show_default="none"),
     ] = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a model on tasks: a trajectory and a submission per (task, attempt)."""
     from klong.agent.config import AgentConfig
     from klong.config import deep_merge, load_config, merge_sources, parse_duration
     from klong.exceptions import ConfigError, StopReason
-    from klong.models import load_model
     from klong.rollout.progress import RolloutProgress
     from klong.rollout.runner import read_summaries, run_rollouts
     from klong.task import find_tasks
@@ -138,15 +146,22 @@ def run_cmd(
     if concurrency < 1 or attempts < 1:
         raise ConfigError(f"--concurrency and --attempts must be at least 1 (got {concurrency}, {attempts})")
     tok = check_run_inputs(agent_config, model_config, model, sandbox, tokenizer)
+    factory = make_model_factory(model, model_config)
+    runner = make_executor(executor, ray_address, factory, tok)
     start_run_dir(out, agent_config, {"model": model, "sandbox": sandbox, "tasks": [t.id for t in task_list],
                                       "attempts": attempts}, redo=redo)  # fmt: skip
 
+    async def go():
+        try:
+            return await run_rollouts(task_list, model_factory=factory, sandbox=sandbox, config=agent_config,
+                                      out_dir=out, attempts=attempts, concurrency=concurrency, resume=resume,
+                                      redo=redo, tokenizer=tok, on_update=progress.update, executor=runner)  # fmt: skip
+        finally:
+            if runner is not None:
+                await runner.close()
+
     with RolloutProgress(err_console) as progress:
-        summaries = asyncio.run(run_rollouts(
-            task_list, model_factory=lambda: load_model(model, model_config), sandbox=sandbox, config=agent_config,
-            out_dir=out, attempts=attempts, concurrency=concurrency, resume=resume, redo=redo, tokenizer=tok,
-            on_update=progress.update,
-        ))  # fmt: skip
+        summaries = asyncio.run(go())
     failed = [r for r in read_summaries(out) if r.stop_reason and StopReason(r.stop_reason).is_infrastructure]
     if as_json:
         print_json({"out": str(out), "runs": [s.model_dump() for s in summaries],
@@ -169,6 +184,39 @@ def _print_runs(out: Path, summaries) -> None:
         table.add_row(s.run_id, s.stop_reason or "-", str(s.assistant_turns), str(s.tool_calls), f"{t:.0f}s",
                       f"{s.prompt_tokens + s.completion_tokens:,}", str(s.submission_files), str(s.blacklist_violations))  # fmt: skip
     console.print(table if summaries else "no runs needed running (finished runs are skipped; --redo runs them again)")
+
+
+class _ModelFactory:
+    """Makes the run's model; a plain object (not a closure) so that Ray can send it to its workers."""
+
+    def __init__(self, spec: str, config) -> None:
+        self.spec, self.config = spec, config
+
+    def __call__(self):
+        from klong.models import load_model
+
+        return load_model(self.spec, self.config)
+
+
+def make_model_factory(spec: str, config) -> _ModelFactory:
+    return _ModelFactory(spec, config)
+
+
+def make_executor(kind: str, ray_address: str | None, factory, tokenizer):
+    """None for `local` (run_rollouts runs episodes in this process), a started `RayExecutor` for `ray`."""
+    from klong.exceptions import ConfigError
+
+    if kind == "local":
+        if ray_address:
+            raise ConfigError("--ray-address is for --executor ray")
+        return None
+    if kind != "ray":
+        raise ConfigError(f"--executor {kind!r}: expected local or ray")
+    from klong.rollout.ray_executor import RayExecutor
+
+    runner = RayExecutor(factory, tokenizer, address=ray_address)
+    runner.start()  # Ray missing, a cluster without sandbox slots: said now, before any episode
+    return runner
 
 
 def build_model_config(*, base_url, api_key_env, logprobs, max_retries, vllm_python, vllm_arg, temperature, max_tokens,

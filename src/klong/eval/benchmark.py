@@ -31,6 +31,9 @@ class Reference(BaseModel):
     """The variant it was measured on (e.g. `full`, `code-dev`): shown only beside results of that variant."""
 
 
+NOT_EVALUATED = "not evaluated"
+
+
 class TaskResult(BaseModel):
     """One graded run. `score` is the benchmark's primary metric in [0, 1] (None: the run could not be graded)."""
 
@@ -42,7 +45,8 @@ class TaskResult(BaseModel):
     """The benchmark's other per-run figures (PaperBench: invalid leaves; SWE-bench: tests passed; MLE-bench: the
     competition score, medals)."""
     status: str = "graded"
-    """`graded`, or `error: ...` (this run only; the others are graded)."""
+    """`graded`, `not evaluated` (only the benchmark's outputs were written: SWE-bench patches without a harness
+    run; left out of the figures), or `error: ...` (this run only; the others are graded; counted as 0)."""
     grader: str
     """What graded it (`paperbench-simplejudge`, `swebench-harness`, `local-tests (not the official harness)`, ...)."""
     official: bool

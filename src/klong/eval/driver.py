@@ -57,6 +57,7 @@ async def run_benchmark(
     on_update: OnUpdate | None = None,
     on_grade: OnGrade | None = None,
     extra: dict[str, Any] | None = None,
+    executor: Any = None,
 ) -> dict[str, Any]:
     """Run, grade and write the results; returns `results.json`'s content. `extra` goes into it as given (the model
     spec, the split...)."""
@@ -104,7 +105,7 @@ async def run_benchmark(
         await run_rollouts(list(tasks.values()), model_factory=model_factory, sandbox=sandbox, config=config,
                            out_dir=out_dir, attempts=attempts, concurrency=concurrency, resume=resume, redo=redo,
                            tokenizer=tokenizer, on_update=on_update, prepare=bench.prepare,
-                           sandbox_for=bench.sandbox_config, on_done=on_done)  # fmt: skip
+                           sandbox_for=bench.sandbox_config, on_done=on_done, executor=executor)  # fmt: skip
     except KlongError as e:  # some runs could not run (an unfinished one without --resume): grade the others
         rollout_error = e
     await asyncio.gather(*pending.values())

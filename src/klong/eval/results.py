@@ -4,7 +4,7 @@ Per task: the mean of the primary metric over its graded attempts and their samp
 attempt). Overall: for each attempt index, the mean over the tasks graded in that attempt; reported as the mean of
 those attempt-wise means and their sample standard deviation, as PaperBench reports its runs (mean and spread over
 seeds, not over papers). A run that could not be graded counts as 0 in the figures (it is a failed attempt) and is
-listed. Every other numeric or boolean metric the benchmark records is averaged per task; overall, only the boolean
+listed; a run `not evaluated` (SWE-bench patches written, no harness run) is left out. Every other numeric or boolean metric the benchmark records is averaged per task; overall, only the boolean
 ones (rates: valid submissions, medals, reproduced). Published reference
 figures stand beside the results, never inside them.
 """
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from klong.eval.benchmark import Benchmark, TaskResult
+from klong.eval.benchmark import NOT_EVALUATED, Benchmark, TaskResult
 from klong.exceptions import StopReason
 from klong.io import atomic_write_json, atomic_write_text
 
@@ -42,6 +42,8 @@ def _numeric(value: Any) -> float | None:
 
 
 def aggregate(results: list[TaskResult], tasks: list[str], attempts: int) -> dict[str, Any]:
+    not_evaluated = sum(1 for r in results if r.status == NOT_EVALUATED)
+    results = [r for r in results if r.status != NOT_EVALUATED]
     by_task: dict[str, list[TaskResult]] = {t: [] for t in tasks}
     for r in results:
         by_task.setdefault(r.task_id, []).append(r)
@@ -71,7 +73,8 @@ def aggregate(results: list[TaskResult], tasks: list[str], attempts: int) -> dic
     return {"per_task": per_task,
             "overall": {"mean": mean, "std": std, "attempt_means": attempt_means, "graded_runs": len(results),
                         "expected_runs": len(tasks) * attempts,
-                        "ungraded_runs": sum(1 for r in results if r.status != "graded"), "metrics": overall_metrics}}  # fmt: skip
+                        "ungraded_runs": sum(1 for r in results if r.status != "graded"),
+                        "not_evaluated_runs": not_evaluated, "metrics": overall_metrics}}  # fmt: skip
 
 
 def _pct(x: float | None) -> str:
@@ -120,7 +123,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines += ["", "Published reference figures (not measured here):", "", "| reference | value | source |",
                   "|---|---|---|"]  # fmt: skip
         lines += [f"| {r['label']} | {_pct(r['value'])} | {r['source']} |" for r in doc["references"]]
-    errors = [(r["run_id"], r["status"]) for r in doc["runs"] if r["status"] != "graded"]
+    if o["not_evaluated_runs"]:
+        lines += ["", f"{o['not_evaluated_runs']} run(s) not evaluated: only the benchmark's outputs were written "
+                  "(left out of the figures above)."]  # fmt: skip
+    errors = [(r["run_id"], r["status"]) for r in doc["runs"] if r["status"] not in ("graded", NOT_EVALUATED)]
     if errors:
         lines += ["", "Runs that could not be graded:", ""] + [f"- `{rid}`: {st}" for rid, st in errors]
     infra = [(r["run_id"], r["stop_reason"]) for r in doc["runs"] if r.get("stop_reason") in INFRASTRUCTURE]

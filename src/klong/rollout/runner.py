@@ -8,7 +8,6 @@ process) is continued with `resume`, otherwise reported.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -19,14 +18,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from klong.agent.config import AgentConfig
-from klong.agent.loop import Episode, OnUpdate
+from klong.agent.loop import OnUpdate
 from klong.agent.tools import submission_files
 from klong.agent.workspace import Workspace
 from klong.exceptions import KlongError, StopReason
 from klong.io import append_jsonl, atomic_write_text, iter_jsonl
 from klong.protocols import Model
 from klong.redact import redact
-from klong.sandbox import SandboxConfig, make_sandbox
+from klong.rollout.executor import EpisodeJob, Executor, LocalExecutor
+from klong.sandbox import SandboxConfig
 from klong.schema import Trajectory, read_trajectory
 from klong.task import Task
 
@@ -49,14 +49,6 @@ class RunSummary(BaseModel):
     blacklist_violations: int
     trajectory: str
     workspace: str
-
-
-def give_to(root: Path, owner: tuple[int, int]) -> None:
-    """`chown -R` without following links: a prepared workspace handed to the sandbox's agent user."""
-    os.lchown(root, *owner)
-    for folder, dirs, files in os.walk(root):
-        for name in [*dirs, *files]:
-            os.lchown(os.path.join(folder, name), *owner)
 
 
 def run_id_for(task: Task, attempt: int) -> str:
@@ -128,6 +120,7 @@ async def run_rollouts(
     prepare: Callable[[Task, Path], Awaitable[None]] | None = None,
     sandbox_for: Callable[[Task, SandboxConfig], SandboxConfig] | None = None,
     on_done: Callable[[RunSummary], Awaitable[None]] | None = None,
+    executor: Executor | None = None,
 ) -> list[RunSummary]:
     """Run every (task, attempt); returns the summaries of the runs that finished in this call.
 
@@ -138,15 +131,16 @@ async def run_rollouts(
     Benchmarks (`klong.eval`) hook in: `prepare(task, workspace)` fills a fresh workspace before the episode starts
     (a repository checkout, a competition's data; not called when a run is continued), `sandbox_for(task, config)`
     gives the task's own sandbox settings (an instance's image, paths to hide), and `on_done(summary)` is awaited as
-    each run finishes (grading while other episodes still run)."""
+    each run finishes (grading while other episodes still run). `executor` runs the episodes elsewhere (a
+    `RayExecutor`: its workers make the models); by default they run in this process, a model each from
+    `model_factory`, closed when every run is done."""
     out_dir = Path(out_dir).resolve()
     (out_dir / "trajectories").mkdir(parents=True, exist_ok=True)
     done = {s.run_id for s in read_summaries(out_dir)}
     semaphore = asyncio.Semaphore(max(1, concurrency))
     finished: list[RunSummary] = []
     errors: list[str] = []
-    models: dict[int, Any] = {}
-    """The model objects the factory made (once each, a factory may share one): closed when every run is done."""
+    runner = executor if executor is not None else LocalExecutor(model_factory, tokenizer)
 
     async def one(task: Task, attempt: int) -> None:
         run_id = run_id_for(task, attempt)
@@ -178,14 +172,10 @@ async def run_rollouts(
                     shutil.rmtree(workspace)
                 workspace.mkdir(parents=True)
                 await prepare(task, workspace)
-            box = make_sandbox(sandbox, workspace, sandbox_config)
-            if fresh and prepare is not None and (owner := getattr(box, "owner", None)) is not None:
-                give_to(workspace, owner)  # the agent's unprivileged user (root runs): what was prepared is its own
-            model = model_factory()
-            models[id(model)] = model
-            episode = Episode(task, model, box, config, traj_path, run_id=run_id, tokenizer=tokenizer,
-                              on_update=on_update)  # fmt: skip
-            traj = await episode.run(resume=not fresh)
+            job = EpisodeJob(task=task, run_id=run_id, trajectory=traj_path, workspace=workspace, sandbox=sandbox,
+                             sandbox_config=sandbox_config, config=config, resume=not fresh,
+                             give_prepared=fresh and prepare is not None)  # fmt: skip
+            traj = await runner.run(job, on_update)
         if traj.finished:
             summary = summarize(traj, attempt, out_dir, workspace)
             append_jsonl(out_dir / "summaries.jsonl", summary.model_dump())
@@ -193,11 +183,12 @@ async def run_rollouts(
             if on_done is not None:
                 await on_done(summary)
 
-    outcomes = await asyncio.gather(*(one(task, a) for task in tasks for a in range(attempts)), return_exceptions=True)
-    for model in models.values():  # their HTTP clients belong to this event loop: closed while it runs
-        if (close := getattr(model, "close", None)) is not None:
-            with contextlib.suppress(Exception):
-                await close()
+    try:
+        outcomes = await asyncio.gather(*(one(task, a) for task in tasks for a in range(attempts)),
+                                        return_exceptions=True)  # fmt: skip
+    finally:
+        if executor is None:  # made here: closed here (a caller's executor is the caller's to close)
+            await runner.close()
     for outcome in outcomes:  # every run had its chance; now report what went wrong
         if isinstance(outcome, KlongError):
             errors.append(str(outcome))

@@ -50,6 +50,14 @@ class SandboxConfig(BaseModel):
     """Base image for building `docker_image` (the Dockerfile's `BASE` argument); where no registry is reachable, an
     image already on the machine, e.g. one made with `debootstrap` + `docker import` (default: `$KLONG_DOCKER_BASE`,
     else the Dockerfile's own)."""
+    docker_build: bool = True
+    """Build `docker_image` from `docker/Dockerfile` when it is missing; False: use the image as it is (a benchmark's
+    own image, e.g. a SWE-bench instance's), which must exist."""
+    docker_mounts: dict[str, str] = Field(default_factory=dict)
+    """`docker`: folders of the workspace (relative paths) also mounted read-write at these absolute container paths
+    (a SWE-bench repository `repo` at `/testbed`)."""
+    docker_env: dict[str, str] = Field(default_factory=dict)
+    """`docker`: variables set in the container over the defaults (e.g. a PATH leading to the image's environment)."""
     docker_memory: str = "8g"
     network: bool = False
     """Allow network access (`bwrap` and `docker`; `local` has whatever the host has)."""
@@ -59,6 +67,16 @@ class SandboxConfig(BaseModel):
     def _positive(cls, v: int) -> int:
         if v < 1:
             raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("docker_mounts")
+    @classmethod
+    def _mounts(cls, v: dict[str, str]) -> dict[str, str]:
+        for rel, target in v.items():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts or not rel.strip("./"):
+                raise ValueError(f"{rel!r}: expected a folder inside the workspace (a relative path)")
+            if not target.startswith("/") or target.rstrip("/") in ("", "/workspace"):
+                raise ValueError(f"{target!r}: expected an absolute container path other than / and /workspace")
         return v
 
     @field_validator("disk_check_seconds")

@@ -1,7 +1,7 @@
 """`docker`: one container per episode from a locally built image (no registry needed at run time), the workspace
-bind-mounted at `/workspace` (the only host path inside), a read-only root file system, a bounded `/tmp`, no file past
-`workspace_bytes`, no network by default, no capabilities, an unprivileged user, memory and process-count limits set
-by Docker itself."""
+bind-mounted at `/workspace` (the only host path inside; `docker_mounts` folders of it are mounted elsewhere too), a
+read-only root file system, a bounded `/tmp`, no file past `workspace_bytes`, no network by default, no capabilities,
+an unprivileged user, memory and process-count limits set by Docker itself."""
 
 from __future__ import annotations
 
@@ -56,9 +56,19 @@ class DockerSandbox:
             raise SandboxError("the docker sandbox needs the `docker` extra: pip install 'klong[docker]'") from e
         try:
             client = docker.from_env()
-            base = self.config.docker_base or os.environ.get("KLONG_DOCKER_BASE")
-            ensure_image(client, self.config.docker_image, base=base)
+            if self.config.docker_build:
+                base = self.config.docker_base or os.environ.get("KLONG_DOCKER_BASE")
+                ensure_image(client, self.config.docker_image, base=base)
+            else:
+                try:
+                    client.images.get(self.config.docker_image)
+                except docker.errors.ImageNotFound:
+                    raise SandboxError(f"image {self.config.docker_image!r} not found (docker_build is off: pull or "
+                                       "build it first)") from None  # fmt: skip
             self.workspace.mkdir(parents=True, exist_ok=True)
+            volumes = {str(self.workspace): {"bind": MOUNT, "mode": "rw"}}
+            for rel, target in self.config.docker_mounts.items():
+                volumes[self._inside(rel)] = {"bind": target, "mode": "rw"}
             self._user_spec = self._user()
             c = self.config
             fsize = docker.types.Ulimit(name="fsize", soft=c.workspace_bytes, hard=c.workspace_bytes)
@@ -70,10 +80,20 @@ class DockerSandbox:
                 pids_limit=c.max_processes, working_dir=MOUNT, read_only=True, ulimits=[fsize],
                 tmpfs={"/tmp": f"size={c.tmp_bytes},mode=1777", "/run": "size=1m"}, cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
-                volumes={str(self.workspace): {"bind": MOUNT, "mode": "rw"}},
+                volumes=volumes,
             )  # fmt: skip
         except docker.errors.DockerException as e:
             raise SandboxError(f"docker: {e}") from e
+
+    def _inside(self, rel: str) -> str:
+        """A folder of the workspace to mount, never a link out of it (an agent may have replaced it by one before a
+        resumed episode starts)."""
+        path = self.workspace / rel
+        path.mkdir(parents=True, exist_ok=True)
+        real = path.resolve()
+        if path.is_symlink() or not real.is_relative_to(self.workspace.resolve()) or not real.is_dir():
+            raise SandboxError(f"{path}: not a folder of the workspace, not mounted")
+        return str(real)
 
     def _user(self) -> str:
         """Commands run as the host user, so the bind-mounted workspace stays writable and its files stay the host
@@ -109,6 +129,7 @@ class DockerSandbox:
         capture = _Capture(c.output_head_bytes, c.output_tail_bytes)
         env = sandbox_env(c, MOUNT)
         env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        env.update(c.docker_env)
         exec_id = self._container.client.api.exec_create(self._container.id, wrapped, environment=env, workdir=MOUNT)
         killed = None
         for chunk in self._container.client.api.exec_start(exec_id, stream=True):
