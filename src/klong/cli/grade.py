@@ -140,6 +140,16 @@ def grade_cmd(
         bool,
         typer.Option("--resume/--redo", help="Run dir: keep the grades already written (--resume) or grade again."),
     ] = True,
+    executor: Annotated[
+        str, typer.Option("--executor", help="Run dir: local (this process) or ray (a pool of judge actors).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="ray: the cluster to attach to.", show_default="a local Ray instance"),
+    ] = None,
+    judge_workers: Annotated[
+        int, typer.Option("--judge-workers", min=1, help="ray: judge actors (episodes graded at once).")
+    ] = 4,
     as_json: Annotated[bool, typer.Option("--json", show_default=True, help="Print the result as JSON.")] = False,
 ) -> None:
     """Grade a submission against its task's rubric, leaf by leaf, as PaperBench's SimpleJudge does:
@@ -164,6 +174,12 @@ def grade_cmd(
     if not run_dir and (task is None or out is None):
         raise ConfigError("usage: klong grade SUBMISSION_DIR --task TASK_DIR --out GRADE.json (or RUN_DIR --tasks DIR)")
     check_sandbox(sandbox)
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor {executor!r}: expected local or ray")
+    if executor == "ray" and not run_dir:
+        raise ConfigError("--executor ray grades the episodes of a run dir (RUN_DIR --tasks DIR)")
+    if ray_address and executor != "ray":
+        raise ConfigError("--ray-address is for --executor ray")
     jconfig = _judge_config(judge_config or [])
     mconfig = _model_config(base_url, api_key_env, temperature, max_tokens, seed)
     if run_dir:
@@ -179,7 +195,14 @@ def grade_cmd(
     options = {"code_only_": code_only, "resources": resources_provided, "max_depth": max_depth,
                "concurrency": concurrency, "cache": cache}  # fmt: skip
     if run_dir:
-        return _grade_run(target, jobs, leaf_judge, options, not resume, as_json)
+        pool = None
+        if executor == "ray":
+            from klong.judge.ray_pool import RayJudgePool
+
+            pool = RayJudgePool((judge, mconfig, jconfig, sandbox), workers=judge_workers,
+                                cache_root=cache.root if cache is not None else None, address=ray_address)  # fmt: skip
+            pool.start()
+        return _grade_run(target, jobs, leaf_judge, options, not resume, as_json, pool)
     from klong.judge.batch import blacklist_violation
     from klong.judge.grade import grade_submission, write_grade
 
@@ -197,7 +220,7 @@ def grade_cmd(
                       f"{summary['model_calls']} model calls, {summary['cache_hits']} cached; {summary['tokens']:,} tokens -> {out}")  # fmt: skip
 
 
-def _grade_run(run_dir: Path, jobs, judge, options: dict[str, Any], redo: bool, as_json: bool) -> None:
+def _grade_run(run_dir: Path, jobs, judge, options: dict[str, Any], redo: bool, as_json: bool, pool=None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from klong.judge.batch import grade_run
@@ -219,7 +242,15 @@ def _grade_run(run_dir: Path, jobs, judge, options: dict[str, Any], redo: bool, 
         def on_leaf(total: int) -> None:
             progress.update(leaves, total=total, advance=1)
 
-        rows = asyncio.run(grade_run(jobs, judge, redo=redo, on_episode=on_episode, on_leaf=on_leaf, **options))
+        async def go():
+            try:
+                return await grade_run(jobs, judge, redo=redo, on_episode=on_episode, on_leaf=on_leaf, pool=pool,
+                                       **options)  # fmt: skip
+            finally:
+                if pool is not None:
+                    await pool.close()
+
+        rows = asyncio.run(go())
     scores = [r["score"] for r in rows if r["score"] is not None]
     errors = [r for r in rows if r["status"].startswith("error")]
     result = {"run_dir": str(run_dir), "episodes": len(rows), "graded": sum(r["status"] == "graded" for r in rows),

@@ -10,6 +10,7 @@ grade is written: a missing task or submission is one error naming it, and nothi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,33 +120,42 @@ async def grade_run(
     concurrency: int = 8,
     on_episode: Callable[[EpisodeJob, str], None] | None = None,
     on_leaf: Callable[[int], None] | None = None,
+    pool: Any = None,
 ) -> list[dict[str, Any]]:
-    """Grade the jobs one after another (leaves concurrently); returns one row per job: `status` is `graded`,
-    `skipped` (a grade was there) or `error: ...` (that episode only; the others are still graded)."""
-    rows = []
-    for job in jobs:
+    """Grade the jobs one after another (leaves concurrently), or, with a `pool` (`RayJudgePool`), as many at once as
+    it has actors; returns one row per job, in the jobs' order: `status` is `graded`, `skipped` (a grade was there)
+    or `error: ...` (that episode only; the others are still graded)."""
+    options = {"code_only_": code_only_, "resources": resources, "max_depth": max_depth, "concurrency": concurrency}
+
+    async def one(job: EpisodeJob) -> dict[str, Any]:
         if job.out.is_file() and not redo:
             try:
                 existing = read_json(job.out)
             except InputFileError:
                 existing = None
             if isinstance(existing, dict) and "graded_task_tree" in existing:
-                rows.append(_row(job, existing, "skipped"))
                 if on_episode is not None:
                     on_episode(job, "skipped")
-                continue
+                return _row(job, existing, "skipped")
         if on_episode is not None:
             on_episode(job, "grading")
+        disqualified = blacklist_violation(job.trajectory)
         try:
-            grade = await grade_submission(job.submission, job.task, judge, code_only_=code_only_, resources=resources,
-                                           max_depth=max_depth, concurrency=concurrency, cache=cache,
-                                           disqualified=blacklist_violation(job.trajectory), on_leaf=on_leaf)  # fmt: skip
+            if pool is not None:
+                grade = await pool.grade(job.submission, job.task, disqualified=disqualified, **options)
+            else:
+                grade = await grade_submission(job.submission, job.task, judge, cache=cache,
+                                               disqualified=disqualified, on_leaf=on_leaf, **options)  # fmt: skip
         except KlongError as e:
-            rows.append({**_row(job, {}, f"error: {e}"), "score": None})
+            row = {**_row(job, {}, f"error: {e}"), "score": None}
         else:
             grade["klong"]["run_id"] = job.run_id
             write_grade(job.out, grade)
-            rows.append(_row(job, grade, "graded"))
+            row = _row(job, grade, "graded")
         if on_episode is not None:
             on_episode(job, "done")
-    return rows
+        return row
+
+    if pool is not None:
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
+    return [await one(job) for job in jobs]
