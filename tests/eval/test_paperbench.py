@@ -43,9 +43,13 @@ def paperbench_code_optional():
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
+    return build_bench(tmp_path_factory.mktemp("pb"))
+
+
+def build_bench(tmp):
+    """PaperBench's data folder with one paper, its splits, a file of ids and the agent's script."""
     shared = shared_path("paperbench", "papers", PAPER)
     paper_md = shared_path("papers", "md", "2310.06825.md")
-    tmp = tmp_path_factory.mktemp("pb")
     data = tmp / "paperbench" / "data"
     shutil.copytree(shared, data / "papers" / PAPER)
     shutil.copy(paper_md, data / "papers" / PAPER / "paper.md")

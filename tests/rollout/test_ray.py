@@ -136,3 +136,28 @@ def test_klong_run_executor_ray(ray_session, tmp_path):
     bad = runner.invoke(app, [*common, "--out", str(tmp_path / "bad"), "--executor", "slurm"])
     assert bad.exit_code == 2 and "--executor 'slurm': expected local or ray" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_klong_eval_on_ray_grades_what_the_workers_ran(ray_session, tmp_path_factory):
+    """`klong eval paperbench --executor ray`: the episodes (reproduce.sh written by the agent) run on Ray's workers,
+    reproduction and judge on the driver; the results equal an in-process evaluation's."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from klong.cli import app
+    from klong.models.fake_openai import FakeOpenAIServer
+    from tests.eval.test_paperbench import _args, build_bench, judge
+
+    tmp, data, script = build_bench(tmp_path_factory.mktemp("pb"))
+    runner = CliRunner()
+    docs = {}
+    for executor in ("local", "ray"):
+        with FakeOpenAIServer(judge) as server:
+            r = runner.invoke(
+                app, [*_args(tmp, data, script, server, tmp / executor, "--executor", executor), "--json"]
+            )
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        docs[executor] = (doc["overall"], [(t["task_id"], t["scores"]) for t in doc["per_task"]])
+    assert docs["ray"] == docs["local"] and docs["ray"][0]["mean"] == 1.0
