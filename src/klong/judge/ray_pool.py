@@ -39,8 +39,9 @@ class _JudgeActor:
 
 class RayJudgePool:
     def __init__(self, judge_spec: tuple, *, workers: int = 4, cache_root: str | Path | None = None,
-                 num_cpus: float = 1.0, address: str | None = None) -> None:  # fmt: skip
-        """`judge_spec` = (spec, model config, judge config, sandbox): `make_judge`'s arguments."""
+                 num_cpus: float = 0.0, address: str | None = None) -> None:  # fmt: skip
+        """`judge_spec` = (spec, model config, judge config, sandbox): `make_judge`'s arguments. An actor asks for
+        no CPU by default: it waits on its model's endpoint, and held CPUs would keep episodes from being scheduled."""
         if workers < 1:
             raise ConfigError(f"--judge-workers must be at least 1 (got {workers})")
         self.judge_spec = judge_spec

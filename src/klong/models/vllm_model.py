@@ -132,7 +132,7 @@ class VLLMModel:
         new_ids, logprobs = _sampled(response)
         if c.temperature > 0:
             sampling = Sampling(temperature=c.temperature, top_p=c.top_p,
-                                logprobs="processed" if server.process is not None else c.logprobs_mode)  # fmt: skip
+                                logprobs="processed" if server.processed_logprobs else c.logprobs_mode)  # fmt: skip
         else:  # greedy: the logprobs are the model's own distribution
             sampling = Sampling(temperature=0.0, top_p=1.0, logprobs="raw")
         return reply_message(renderer, prompt, new_ids, logprobs, stop_ids, sampling, c.tool_format,

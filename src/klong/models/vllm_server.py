@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,17 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:])
 
 
+@dataclass(frozen=True)
+class ServerView:
+    """A server as a model elsewhere (a Ray worker) sees it: where, what to request, which policy version."""
+
+    url: str
+    model: str
+    version: int
+    lora: str | None
+    processed: bool
+
+
 class VLLMServer:
     """One server: `url` is its root (`url + "/v1"` the OpenAI-compatible API). `version` counts the weight updates it
     has taken (0: the weights it started with)."""
@@ -74,6 +86,7 @@ class VLLMServer:
         self.version = 0
         self.lora: str | None = None
         """The name of the LoRA adapter requests should use, once one is loaded."""
+        self._processed = False
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -206,6 +219,23 @@ class VLLMServer:
             with contextlib.suppress(EngineError):
                 self.post("/v1/unload_lora_adapter", {"lora_name": previous}, timeout=timeout)
         return name
+
+    @property
+    def processed_logprobs(self) -> bool:
+        """Whether its logprobs are of the processed distribution: true of a server klong started (it passes the
+        flag); a server attached to says nothing about it (the model's `logprobs_mode` is recorded instead)."""
+        return self.process is not None or self._processed
+
+    def view(self) -> ServerView:
+        """What a model on another machine needs to sample from this server as it is now (a picklable record)."""
+        return ServerView(url=self.url, model=self.model, version=self.version, lora=self.lora,
+                          processed=self.processed_logprobs)  # fmt: skip
+
+    @classmethod
+    def from_view(cls, view: ServerView) -> VLLMServer:
+        server = cls(view.url, view.model)
+        server.version, server.lora, server._processed = view.version, view.lora, view.processed
+        return server
 
     @property
     def request_model(self) -> str:

@@ -73,6 +73,9 @@ class RLTrainer:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.judge = make_judge(config.judge, config.judge_model, sandbox=config.sandbox)
+        self.judge_pool = None
+        """`executor: ray`: the judge's actors (made when the run starts)."""
+        self._ray = None
         self.server = None
         """`rollout_backend: vllm`: the server the rollouts sample from."""
         self._synced: dict[str, float] = {}
@@ -133,6 +136,8 @@ class RLTrainer:
 
     # -- rollouts and grading --------------------------------------------------------------------------------------
     def _model_factory(self):
+        """Makes the rollouts' models. For `executor: ray` a picklable object (its workers make the models): the
+        served policy as it is now (URL, adapter, policy version), never an in-process handle."""
         cfg = self.config
         if cfg.rollout_backend == "hf":
             from klong.models.hf_local import HFModel
@@ -141,13 +146,13 @@ class RLTrainer:
             shared.policy_version = self.version
             return lambda: shared
         if cfg.rollout_backend == "vllm":
+            if cfg.executor == "ray":
+                return ServedPolicy(str(cfg.policy_path), cfg.generation, self.server.view())
             from klong.models.vllm_model import VLLMModel
 
             served = VLLMModel(cfg.policy_path, cfg.generation, server=self.server)
             return lambda: served
-        from klong.models import load_model as load_spec
-
-        return lambda: load_spec(f"openai:{cfg.served_model}", cfg.generation.model_copy(update={"logprobs": True}))
+        return OpenAIPolicy(cfg.served_model, cfg.generation.model_copy(update={"logprobs": True}))
 
     def _agent_config(self, timeout: float, max_turns: int | None, context_tokens: int | None):
         agent = self.config.agent.model_copy(deep=True)
@@ -179,10 +184,16 @@ class RLTrainer:
         counts = {"infra_failures": 0, "reruns": 0, "left_out": 0}
         reruns = cfg.max_reruns if cfg.infra_failures == "rerun" else 0
         for round_ in range(reruns + 1):
-            await run_rollouts(tasks, model_factory=self._model_factory(), sandbox=cfg.sandbox, config=agent,
-                               out_dir=out / "rollouts", attempts=attempts, concurrency=cfg.concurrency,
-                               resume=True, tokenizer=self.tokenizer,
-                               on_update=lambda traj, event: submit(traj) if traj.finished else None)  # fmt: skip
+            executor = self._executor()
+            try:
+                await run_rollouts(tasks, model_factory=self._model_factory(), sandbox=cfg.sandbox, config=agent,
+                                   out_dir=out / "rollouts", attempts=attempts, concurrency=cfg.concurrency,
+                                   resume=True, tokenizer=self.tokenizer, executor=executor,
+                                   on_update=lambda traj, event: submit(traj)
+                                   if isinstance(traj, Trajectory) and traj.finished else None)  # fmt: skip
+            finally:
+                if executor is not None:  # its progress poller; Ray itself stays up for the next round
+                    await executor.close()
             failed = []
             for task in tasks:  # rollouts finished by an earlier process are graded too
                 for a in range(attempts):
@@ -208,8 +219,12 @@ class RLTrainer:
             return {"grade": read_json(path), "trajectory": traj, "latency": 0.0}
         violations = traj.meta.get("monitor", {}).get("blacklist_violations", [])
         started = time.monotonic()
-        grade = await grade_submission(out / "rollouts" / "workspaces" / traj.id / "submission", task, self.judge,
-                                       disqualified=violations[0]["resource"] if violations else None)  # fmt: skip
+        submission = out / "rollouts" / "workspaces" / traj.id / "submission"
+        disqualified = violations[0]["resource"] if violations else None
+        if self.judge_pool is not None:
+            grade = await self.judge_pool.grade(submission, task, disqualified=disqualified)
+        else:
+            grade = await grade_submission(submission, task, self.judge, disqualified=disqualified)
         write_grade(path, grade)
         return {"grade": grade, "trajectory": traj, "latency": time.monotonic() - started}
 
@@ -254,6 +269,8 @@ class RLTrainer:
         state = self._load(resume)
         self.version = state["done"]
         records = []
+        if cfg.executor == "ray":
+            self._start_ray()
         if cfg.rollout_backend == "vllm":
             await self._start_server(state)
         try:
@@ -270,7 +287,33 @@ class RLTrainer:
         finally:
             if self.server is not None:
                 await asyncio.to_thread(self.server.stop)
+            if self.judge_pool is not None:
+                await self.judge_pool.close()
+                self.judge_pool = None
+            if self._ray is not None:
+                await self._ray.close()
+                self._ray = None
         return records
+
+    # -- Ray (executor: ray) ---------------------------------------------------------------------------------------
+    def _start_ray(self) -> None:
+        from klong.judge.ray_pool import RayJudgePool
+        from klong.rollout.ray_executor import RayExecutor
+
+        cfg = self.config
+        self._ray = RayExecutor(None, address=cfg.ray_address)
+        self._ray.start()  # Ray up (or attached to), the cluster's sandbox slots checked; shut down at the end
+        self.judge_pool = RayJudgePool((cfg.judge, cfg.judge_model, None, cfg.sandbox), workers=cfg.judge_workers,
+                                       address=cfg.ray_address)  # fmt: skip
+        self.judge_pool.start()
+
+    def _executor(self):
+        """None (the rollouts run in this process) or a `RayExecutor` for this round's policy."""
+        if self.config.executor != "ray":
+            return None
+        from klong.rollout.ray_executor import RayExecutor
+
+        return RayExecutor(self._model_factory(), self.tokenizer, address=self.config.ray_address)
 
     # -- the serving engine (rollout_backend: vllm) ----------------------------------------------------------------
 
@@ -427,3 +470,28 @@ def run_rl(
     meta.extra = {"torch_threads": threads.threads, "torch_threads_reason": threads.reason}
     write_run_meta(out / "meta.json", meta)
     return asyncio.run(trainer._run(resume))
+
+
+class OpenAIPolicy:
+    """`rollout_backend: openai`: the policy's model per rollout (picklable, for Ray's workers)."""
+
+    def __init__(self, served_model: str, generation) -> None:
+        self.served_model, self.generation = served_model, generation
+
+    def __call__(self):
+        from klong.models import load_model as load_spec
+
+        return load_spec(f"openai:{self.served_model}", self.generation)
+
+
+class ServedPolicy:
+    """`rollout_backend: vllm` on Ray: a model on a worker sampling from the trainer's vLLM server as it is now."""
+
+    def __init__(self, policy_path: str, generation, view) -> None:
+        self.policy_path, self.generation, self.view = policy_path, generation, view
+
+    def __call__(self):
+        from klong.models.vllm_model import VLLMModel
+        from klong.models.vllm_server import VLLMServer
+
+        return VLLMModel(self.policy_path, self.generation, server=VLLMServer.from_view(self.view))

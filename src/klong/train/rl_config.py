@@ -49,6 +49,11 @@ class RLConfig(BaseModel):
     sandbox: str = "local"
     concurrency: int = 8
     """Rollouts running at once."""
+    executor: Literal["local", "ray"] = "local"
+    """`ray`: rollouts as Ray tasks (each on a node with a free `klong_sandbox` slot) and the judge as a pool of
+    `judge_workers` Ray actors (docs/scale.md); needs a served policy (`rollout_backend` vllm or openai)."""
+    ray_address: str | None = None
+    """`ray`: the cluster to attach to (default: a local Ray instance)."""
     agent: AgentConfig = Field(default_factory=AgentConfig)
     """Runtime settings of the rollouts (clock, tools, context, scaffold rules); the stage sets the time limit."""
     generation: ModelConfig = Field(default_factory=lambda: ModelConfig(max_tokens=512, temperature=1.0))
@@ -126,6 +131,11 @@ class RLConfig(BaseModel):
             )
         if self.max_reruns < 0:
             raise ValueError("max_reruns must be >= 0")
+        if self.executor == "ray" and self.rollout_backend == "hf":
+            raise ValueError("executor ray needs a served policy (rollout_backend vllm or openai): the hf backend "
+                             "samples from the trainer's own in-process model, which Ray's workers cannot reach")  # fmt: skip
+        if self.ray_address and self.executor != "ray":
+            raise ValueError("ray_address is for executor ray")
         return self
 
     @property
