@@ -1,12 +1,14 @@
 """`klong eval BENCHMARK ...`: a whole benchmark run with klong's runtime, graded, in the benchmark's own formats.
 
-Every benchmark command takes the options below (the agent, the model and the run dir, as `klong run` takes them)
-and its own (the benchmark's data, its grading); `launch` does the rest the same way for all of them.
+Every benchmark command takes its own options (the benchmark's data, its grading) and the shared ones below (the
+agent, the model and the run dir, as `klong run` takes them): `@eval_command(NAME)` adds the shared ones and hands
+them to the command as one `RunOptions`; `launch` does the rest the same way for all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,10 +16,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from klong.cli.common import console, err_console, exclusive_resume_redo, print_json, sub_app
+from klong.cli.common import JsonOpt, console, err_console, exclusive_resume_redo, print_json, sub_app
 from klong.cli.run import ExecutorOpt, RayAddressOpt
 
-__all__ = ["ExecutorOpt", "RayAddressOpt", "RunOptions", "eval_app", "launch", "run_options"]
+__all__ = ["RunOptions", "eval_app", "eval_command", "launch"]
 
 eval_app = sub_app("eval", "Run a benchmark (PaperBench, SWE-bench, MLE-bench) and write its own output formats.")
 
@@ -105,9 +107,49 @@ class RunOptions:
     as_json: bool = False
 
 
-def run_options(values: dict[str, Any]) -> RunOptions:
-    """The shared options out of a command's locals() (one it does not take keeps its default)."""
-    return RunOptions(**{k: values[k] for k in RunOptions.__dataclass_fields__ if k in values})
+SHARED_OPTIONS: list[tuple[str, Any]] = [
+    ("model", ModelOpt), ("out", OutOpt), ("sandbox", SandboxOpt), ("attempts", AttemptsOpt),
+    ("concurrency", ConcurrencyOpt), ("grade_concurrency", GradeConcurrencyOpt), ("time_limit", TimeLimitOpt),
+    ("resume", ResumeOpt), ("redo", RedoOpt), ("regrade", RegradeOpt), ("max_turns", MaxTurnsOpt),
+    ("base_url", BaseUrlOpt), ("api_key_env", ApiKeyEnvOpt), ("max_retries", MaxRetriesOpt),
+    ("tokenizer", TokenizerOpt), ("max_len", MaxLenOpt), ("temperature", TemperatureOpt),
+    ("max_tokens", MaxTokensOpt), ("seed", SeedOpt), ("vllm_python", VllmPythonOpt), ("vllm_arg", VllmArgOpt),
+    ("env", EnvOpt), ("config", ConfigOpt), ("executor", ExecutorOpt), ("ray_address", RayAddressOpt),
+    ("as_json", JsonOpt),
+]  # fmt: skip
+"""The options every `klong eval` command takes after its own, with `RunOptions`' defaults."""
+
+
+def eval_command(name: str):
+    """Register `fn(opts: RunOptions, **own_options)` as `klong eval NAME`: typer sees its own options followed by
+    the shared ones (`SHARED_OPTIONS`), and `fn` gets the shared ones as one `RunOptions`."""
+    import functools
+    import inspect
+    import typing
+
+    from klong.cli.common import handle_errors
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RunOptions)}
+
+    def register(fn):
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [p.replace(annotation=hints[p.name], kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in inspect.signature(fn).parameters.values() if p.name != "opts"]  # fmt: skip
+        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a,
+                                    default=defaults[n] if defaults[n] is not dataclasses.MISSING
+                                    else inspect.Parameter.empty) for n, a in SHARED_OPTIONS]  # fmt: skip
+        params = [*own, *shared]
+
+        @functools.wraps(fn)
+        def command(**values: Any) -> Any:
+            opts = RunOptions(**{n: values.pop(n) for n, _ in SHARED_OPTIONS})
+            return fn(opts=opts, **values)
+
+        command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return eval_app.command(name)(handle_errors(command))
+
+    return register
 
 
 def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any]:

@@ -8,37 +8,7 @@ from typing import Annotated
 
 import typer
 
-from klong.cli.common import JsonOpt, handle_errors
-from klong.cli.eval import (
-    ApiKeyEnvOpt,
-    AttemptsOpt,
-    BaseUrlOpt,
-    ConcurrencyOpt,
-    ConfigOpt,
-    EnvOpt,
-    ExecutorOpt,
-    GradeConcurrencyOpt,
-    MaxLenOpt,
-    MaxRetriesOpt,
-    MaxTokensOpt,
-    MaxTurnsOpt,
-    ModelOpt,
-    OutOpt,
-    RayAddressOpt,
-    RedoOpt,
-    RegradeOpt,
-    ResumeOpt,
-    SandboxOpt,
-    SeedOpt,
-    TemperatureOpt,
-    TimeLimitOpt,
-    TokenizerOpt,
-    VllmArgOpt,
-    VllmPythonOpt,
-    eval_app,
-    launch,
-    run_options,
-)
+from klong.cli.eval import RunOptions, eval_command, launch
 
 CompetitionsOpt = Annotated[
     Path,
@@ -67,40 +37,14 @@ def split_ids(values: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(ids)) or None
 
 
-@eval_app.command("mlebench")
-@handle_errors
+@eval_command("mlebench")
 def eval_mlebench(
+    opts: RunOptions,
     competitions: CompetitionsOpt,
-    model: ModelOpt,
-    out: OutOpt,
     ids: IdsOpt = None,
     lite: LiteOpt = False,
     grader: GraderOpt = "auto",
     mlebench_python: MlebenchPythonOpt = None,
-    sandbox: SandboxOpt = "local",
-    attempts: AttemptsOpt = 1,
-    concurrency: ConcurrencyOpt = 4,
-    grade_concurrency: GradeConcurrencyOpt = 4,
-    time_limit: TimeLimitOpt = None,
-    resume: ResumeOpt = False,
-    redo: RedoOpt = False,
-    regrade: RegradeOpt = False,
-    max_turns: MaxTurnsOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    max_retries: MaxRetriesOpt = 6,
-    tokenizer: TokenizerOpt = None,
-    max_len: MaxLenOpt = None,
-    temperature: TemperatureOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    seed: SeedOpt = None,
-    vllm_python: VllmPythonOpt = None,
-    vllm_arg: VllmArgOpt = None,
-    env: EnvOpt = None,
-    config: ConfigOpt = None,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Run MLE-bench competitions (24 h per attempt by default) and grade the submissions by MLE-bench's rules."""
     from klong.eval.mlebench import MLEBench
@@ -109,5 +53,5 @@ def eval_mlebench(
     setting = "lite" if lite else "selected" if selected else "all"
     launch(lambda sandbox: MLEBench(competitions, ids=selected, lite=lite, grader=grader,  # type: ignore[arg-type]
                                     mlebench_python=mlebench_python),
-           run_options(locals()), extra={"split": setting, "competitions": str(competitions.resolve()),
+           opts, extra={"split": setting, "competitions": str(competitions.resolve()),
                                          "grader": grader})  # fmt: skip

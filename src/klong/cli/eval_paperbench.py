@@ -7,48 +7,16 @@ from typing import Annotated
 
 import typer
 
-from klong.cli.common import JsonOpt, handle_errors
-from klong.cli.eval import (
-    ApiKeyEnvOpt,
-    AttemptsOpt,
-    BaseUrlOpt,
-    ConcurrencyOpt,
-    ConfigOpt,
-    EnvOpt,
-    ExecutorOpt,
-    GradeConcurrencyOpt,
-    MaxLenOpt,
-    MaxRetriesOpt,
-    MaxTokensOpt,
-    MaxTurnsOpt,
-    ModelOpt,
-    OutOpt,
-    RayAddressOpt,
-    RedoOpt,
-    RegradeOpt,
-    ResumeOpt,
-    SandboxOpt,
-    SeedOpt,
-    TemperatureOpt,
-    TimeLimitOpt,
-    TokenizerOpt,
-    VllmArgOpt,
-    VllmPythonOpt,
-    eval_app,
-    launch,
-    run_options,
-)  # fmt: skip
+from klong.cli.eval import RunOptions, eval_command, launch
 
 
-@eval_app.command("paperbench")
-@handle_errors
+@eval_command("paperbench")
 def paperbench_cmd(
+    opts: RunOptions,
     data: Annotated[Path, typer.Option("--data", help="PaperBench's data folder (papers/<id>/ in it).")],
     judge: Annotated[
         str, typer.Option("--judge", help="The judge: a model spec (openai:NAME, vllm:DIR, ...) or check.")
     ],
-    model: ModelOpt,
-    out: OutOpt,
     split: Annotated[
         str, typer.Option("--split", help="dev, test, all (or another PaperBench split name), or a file of ids.")
     ] = "dev",
@@ -75,30 +43,6 @@ def paperbench_cmd(
         Path | None, typer.Option("--cache", help="Judge cache folder.", show_default="~/.cache/klong/judge")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Grade every leaf again (no judge cache).")] = False,
-    sandbox: SandboxOpt = "local",
-    attempts: AttemptsOpt = 1,
-    concurrency: ConcurrencyOpt = 4,
-    grade_concurrency: GradeConcurrencyOpt = 4,
-    time_limit: TimeLimitOpt = None,
-    resume: ResumeOpt = False,
-    redo: RedoOpt = False,
-    regrade: RegradeOpt = False,
-    max_turns: MaxTurnsOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    max_retries: MaxRetriesOpt = 6,
-    tokenizer: TokenizerOpt = None,
-    max_len: MaxLenOpt = None,
-    temperature: TemperatureOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    seed: SeedOpt = None,
-    vllm_python: VllmPythonOpt = None,
-    vllm_arg: VllmArgOpt = None,
-    env: EnvOpt = None,
-    config: ConfigOpt = None,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Run PaperBench: per attempt the agent, reproduce.sh in a fresh sandbox (full), the judge; PaperBench's
     grades and run-group layout under OUT/paperbench/, results.md/json/png with the KLong paper's figures beside."""
@@ -108,10 +52,9 @@ def paperbench_cmd(
     from klong.judge.cache import JudgeCache, default_cache_dir
     from klong.judge.grade import make_judge
 
-    opts = run_options(locals())
     timeout = parse_duration(reproduce_timeout)
     jconfig = _judge_config(judge_config or [])
-    mconfig = _model_config(judge_base_url or base_url, judge_api_key_env, 0.0, judge_max_tokens, None)
+    mconfig = _model_config(judge_base_url or opts.base_url, judge_api_key_env, 0.0, judge_max_tokens, None)
 
     def make_bench(sandbox_kind: str) -> PaperBench:
         bench = PaperBench(data, split, judge=None, sandbox=sandbox_kind, code_dev=code_dev,

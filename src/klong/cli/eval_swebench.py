@@ -10,50 +10,17 @@ from typing import Annotated
 
 import typer
 
-from klong.cli.common import JsonOpt, handle_errors
-from klong.cli.eval import (
-    ApiKeyEnvOpt,
-    AttemptsOpt,
-    BaseUrlOpt,
-    ConcurrencyOpt,
-    ConfigOpt,
-    EnvOpt,
-    ExecutorOpt,
-    GradeConcurrencyOpt,
-    MaxLenOpt,
-    MaxRetriesOpt,
-    MaxTokensOpt,
-    MaxTurnsOpt,
-    ModelOpt,
-    OutOpt,
-    RayAddressOpt,
-    RedoOpt,
-    RegradeOpt,
-    ResumeOpt,
-    SandboxOpt,
-    SeedOpt,
-    TemperatureOpt,
-    TimeLimitOpt,
-    TokenizerOpt,  # fmt: skip
-    VllmArgOpt,
-    VllmPythonOpt,
-    eval_app,
-    launch,
-    run_options,
-)
+from klong.cli.eval import RunOptions, eval_command, launch
 
 InstancesOpt = Annotated[
     Path, typer.Option("--instances", help="SWE-bench rows: FILE.jsonl, FILE.json, FILE.parquet or a datasets folder.")
 ]
 
 
-@eval_app.command("swebench")
-@handle_errors
+@eval_command("swebench")
 def swebench(
+    opts: RunOptions,
     instances: InstancesOpt,
-    model: ModelOpt,
-    out: OutOpt,
-    sandbox: SandboxOpt = "local",
     repo_dir: Annotated[
         Path | None,
         typer.Option(
@@ -106,29 +73,6 @@ def swebench(
     test_timeout: Annotated[
         float, typer.Option("--test-timeout", help="--local-eval: seconds the tests may run.")
     ] = 1800.0,
-    attempts: AttemptsOpt = 1,
-    concurrency: ConcurrencyOpt = 4,
-    grade_concurrency: GradeConcurrencyOpt = 4,
-    time_limit: TimeLimitOpt = None,
-    resume: ResumeOpt = False,
-    redo: RedoOpt = False,
-    regrade: RegradeOpt = False,
-    max_turns: MaxTurnsOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    max_retries: MaxRetriesOpt = 6,
-    tokenizer: TokenizerOpt = None,
-    max_len: MaxLenOpt = None,
-    temperature: TemperatureOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    seed: SeedOpt = None,
-    vllm_python: VllmPythonOpt = None,
-    vllm_arg: VllmArgOpt = None,
-    env: EnvOpt = None,
-    config: ConfigOpt = None,
-    executor: ExecutorOpt = "local",
-    ray_address: RayAddressOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Run SWE-bench instances: the agent fixes each issue in the repository at its base commit; the patches go to
     OUT/preds.jsonl (SWE-bench's format), graded with --evaluate (official) or --local-eval (local tests). Default
@@ -137,9 +81,9 @@ def swebench(
 
     python = swebench_python or os.environ.get("KLONG_SWEBENCH_PYTHON")
     grading = "harness" if evaluate else "local-tests" if local_eval else "none"
-    launch(lambda kind: SweBench(instances, sandbox=kind, model_name=model_name or model, repo_dir=repo_dir, ids=ids,
+    launch(lambda kind: SweBench(instances, sandbox=kind, model_name=model_name or opts.model, repo_dir=repo_dir, ids=ids,
                                  split=split, hints=hints, full_history=full_history, evaluate=evaluate,
                                  local_eval=local_eval, swebench_python=python, namespace=namespace,
                                  harness_timeout=harness_timeout, harness_args=harness_arg, test_cmd=test_cmd,
                                  test_timeout=test_timeout),
-           run_options(locals()), extra={"instances": str(instances), "grading": grading})  # fmt: skip
+           opts, extra={"instances": str(instances), "grading": grading})  # fmt: skip
