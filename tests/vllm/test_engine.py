@@ -231,6 +231,27 @@ def test_two_rl_iterations_with_lora_sync(tmp_path, served_dir, server):
     assert (tmp_path / "rl" / "checkpoints" / "latest" / "policy" / "adapter_config.json").exists()
 
 
+@pytest.mark.ray
+def test_rl_with_lora_sync_on_ray(tmp_path, served_dir, server):
+    """`executor: ray`: the rollouts run as Ray tasks on a local Ray instance, each making its model from the
+    server's view of that round (URL, adapter, version): after the first update the second round samples through the
+    new adapter (policy_version 1) and stays on-policy for the trainer (ratio 1, no clipping)."""
+    cfg = settings(tmp_path, served_dir, tmp_path / "rl") + ["rollout_backend=vllm", f"generation.base_url={server.url}/v1",
+                                                             "probe_tolerance=1e-3", "lora={r: 8, alpha: 16}",
+                                                             "learning_rate=2e-2", "executor=ray"]  # fmt: skip
+    records = run_rl(load_config(RLConfig, cfg), progress=False)
+    assert len(records) == 2
+    for r in records:
+        assert r["first_step_ratio_dev_max"] < 1e-3 and r["first_step_clip_fraction"] == 0.0
+    second = read_trajectory(
+        next((tmp_path / "rl" / "stages" / "s1" / "it0" / "rollouts" / "trajectories").glob("*.json"))
+    )
+    assert {m.meta["policy_version"] for m in _assistants(second)} == {1}
+    import ray
+
+    assert not ray.is_initialized()
+
+
 def test_a_server_killed_mid_episode_is_survived_by_resume(tmp_path, served_dir, launch, server):
     task = make_task(tmp_path / "tasks", paragraphs=1)
     gen = ModelConfig(temperature=0.7, max_tokens=8, seed=5, max_retries=1, vllm=launch)
