@@ -156,11 +156,12 @@ def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any
     """Check every input, then run, grade and print. `make_bench(sandbox)` builds the benchmark (it reads and checks
     its data: an error there changes nothing)."""
     from klong.agent.config import AgentConfig
-    from klong.cli.run import build_model_config, check_run_inputs, make_executor, make_model_factory, start_run_dir
-    from klong.config import deep_merge, load_config, merge_sources, parse_duration
+    from klong.cli.run import agent_flags, build_model_config, check_run_inputs, make_executor, start_run_dir
+    from klong.config import deep_merge, load_config, merge_sources
     from klong.eval.driver import run_benchmark
     from klong.eval.results import INFRASTRUCTURE
     from klong.exceptions import ConfigError
+    from klong.models import ModelFactory
     from klong.rollout.progress import RolloutProgress
 
     exclusive_resume_redo(opts.resume, opts.redo)
@@ -171,15 +172,7 @@ def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any
     tasks = bench.tasks()
     if not tasks:
         raise ConfigError(f"{bench.name}: no task selected")
-    flags: dict[str, Any] = {}
-    if opts.time_limit is not None:
-        flags["time_limit"] = parse_duration(opts.time_limit)
-    if opts.max_turns is not None:
-        flags["max_turns"] = opts.max_turns
-    if opts.max_len is not None:
-        flags["context"] = {"max_context_tokens": opts.max_len}
-    if opts.env:
-        flags["sandbox"] = {"env": opts.env}
+    flags = agent_flags(time_limit=opts.time_limit, max_turns=opts.max_turns, max_len=opts.max_len, env=opts.env)
     base = deep_merge(AgentConfig().model_dump(), bench.agent_defaults())
     data = merge_sources(opts.config or [], base=base)
     agent_config = load_config(AgentConfig, [], base=deep_merge(data, flags))
@@ -189,7 +182,7 @@ def launch(make_bench, opts: RunOptions, extra: dict[str, Any]) -> dict[str, Any
                                       max_tokens=opts.max_tokens, seed=opts.seed)  # fmt: skip
     tok = check_run_inputs(agent_config, model_config, opts.model, opts.sandbox, opts.tokenizer)
     extra = {"model": opts.model, "sandbox": opts.sandbox, **extra}
-    factory = make_model_factory(opts.model, model_config)
+    factory = ModelFactory(opts.model, model_config)
     runner = make_executor(opts.executor, opts.ray_address, factory, tok)
     start_run_dir(opts.out, agent_config, {"benchmark": bench.name, **extra, "tasks": [t.id for t in tasks],
                                            "attempts": opts.attempts}, redo=opts.redo)  # fmt: skip

@@ -117,24 +117,15 @@ def run_cmd(
 ) -> None:
     """Run a model on tasks: a trajectory and a submission per (task, attempt)."""
     from klong.agent.config import AgentConfig
-    from klong.config import deep_merge, load_config, merge_sources, parse_duration
+    from klong.config import deep_merge, load_config, merge_sources
     from klong.exceptions import ConfigError, StopReason
+    from klong.models import ModelFactory
     from klong.rollout.progress import RolloutProgress
     from klong.rollout.runner import read_summaries, run_rollouts
     from klong.task import find_tasks
 
     exclusive_resume_redo(resume, redo)
-    flags: dict = {}
-    if time_limit is not None:
-        flags["time_limit"] = parse_duration(time_limit)
-    if clock is not None:
-        flags["clock"] = clock
-    if max_turns is not None:
-        flags["max_turns"] = max_turns
-    if max_len is not None:
-        flags["context"] = {"max_context_tokens": max_len}
-    if env:
-        flags["sandbox"] = {"env": env}
+    flags = agent_flags(time_limit=time_limit, clock=clock, max_turns=max_turns, max_len=max_len, env=env)
     task_list = find_tasks(tasks)
     # precedence: defaults < the task's `klong.agent` section < -c sources < flags
     task_overrides = task_list[0].config.get("klong", {}).get("agent", {}) if len(task_list) == 1 else {}
@@ -146,7 +137,7 @@ def run_cmd(
     if concurrency < 1 or attempts < 1:
         raise ConfigError(f"--concurrency and --attempts must be at least 1 (got {concurrency}, {attempts})")
     tok = check_run_inputs(agent_config, model_config, model, sandbox, tokenizer)
-    factory = make_model_factory(model, model_config)
+    factory = ModelFactory(model, model_config)
     runner = make_executor(executor, ray_address, factory, tok)
     start_run_dir(out, agent_config, {"model": model, "sandbox": sandbox, "tasks": [t.id for t in task_list],
                                       "attempts": attempts}, redo=redo)  # fmt: skip
@@ -186,20 +177,29 @@ def _print_runs(out: Path, summaries) -> None:
     console.print(table if summaries else "no runs needed running (finished runs are skipped; --redo runs them again)")
 
 
-class _ModelFactory:
-    """Makes the run's model; a plain object (not a closure) so that Ray can send it to its workers."""
+def agent_flags(
+    *,
+    time_limit: str | None,
+    max_turns: int | None,
+    max_len: int | None,
+    env: list[str] | None,
+    clock: str | None = None,
+) -> dict:
+    """The agent settings given as flags, as a config layer over the -c sources (unset flags leave them)."""
+    from klong.config import parse_duration
 
-    def __init__(self, spec: str, config) -> None:
-        self.spec, self.config = spec, config
-
-    def __call__(self):
-        from klong.models import load_model
-
-        return load_model(self.spec, self.config)
-
-
-def make_model_factory(spec: str, config) -> _ModelFactory:
-    return _ModelFactory(spec, config)
+    flags: dict = {}
+    if time_limit is not None:
+        flags["time_limit"] = parse_duration(time_limit)
+    if clock is not None:
+        flags["clock"] = clock
+    if max_turns is not None:
+        flags["max_turns"] = max_turns
+    if max_len is not None:
+        flags["context"] = {"max_context_tokens": max_len}
+    if env:
+        flags["sandbox"] = {"env": env}
+    return flags
 
 
 def make_executor(kind: str, ray_address: str | None, factory, tokenizer):

@@ -36,3 +36,14 @@ def load_model(spec: str, config: ModelConfig | None = None) -> Model:
 
         return VLLMModel(arg, config)
     raise ConfigError(f"unknown model kind {kind!r} in spec {spec!r}; known: {', '.join(KINDS)}")
+
+
+class ModelFactory:
+    """`load_model(spec, config)` as a callable object (a model per episode), plain data so that Ray can send it to
+    the workers that make the models."""
+
+    def __init__(self, spec: str, config: ModelConfig | None = None) -> None:
+        self.spec, self.config = spec, config
+
+    def __call__(self) -> Model:
+        return load_model(self.spec, self.config)

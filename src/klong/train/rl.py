@@ -75,7 +75,7 @@ class RLTrainer:
         self.judge = make_judge(config.judge, config.judge_model, sandbox=config.sandbox)
         self.judge_pool = None
         """`executor: ray`: the judge's actors (made when the run starts)."""
-        self._ray = None
+        self._ray_started = False
         self.server = None
         """`rollout_backend: vllm`: the server the rollouts sample from."""
         self._synced: dict[str, float] = {}
@@ -152,7 +152,9 @@ class RLTrainer:
 
             served = VLLMModel(cfg.policy_path, cfg.generation, server=self.server)
             return lambda: served
-        return OpenAIPolicy(cfg.served_model, cfg.generation.model_copy(update={"logprobs": True}))
+        from klong.models import ModelFactory
+
+        return ModelFactory(f"openai:{cfg.served_model}", cfg.generation.model_copy(update={"logprobs": True}))
 
     def _agent_config(self, timeout: float, max_turns: int | None, context_tokens: int | None):
         agent = self.config.agent.model_copy(deep=True)
@@ -290,19 +292,21 @@ class RLTrainer:
             if self.judge_pool is not None:
                 await self.judge_pool.close()
                 self.judge_pool = None
-            if self._ray is not None:
-                await self._ray.close()
-                self._ray = None
+            if self._ray_started:
+                import ray
+
+                ray.shutdown()
+                self._ray_started = False
         return records
 
     # -- Ray (executor: ray) ---------------------------------------------------------------------------------------
     def _start_ray(self) -> None:
         from klong.judge.ray_pool import RayJudgePool
-        from klong.rollout.ray_executor import RayExecutor
+        from klong.rollout.ray_executor import check_slots, ensure_ray
 
         cfg = self.config
-        self._ray = RayExecutor(None, address=cfg.ray_address)
-        self._ray.start()  # Ray up (or attached to), the cluster's sandbox slots checked; shut down at the end
+        self._ray_started = ensure_ray(cfg.ray_address)  # shut down at the end when this run started it
+        check_slots(cfg.ray_address)
         self.judge_pool = RayJudgePool((cfg.judge, cfg.judge_model, None, cfg.sandbox), workers=cfg.judge_workers,
                                        address=cfg.ray_address)  # fmt: skip
         self.judge_pool.start()
@@ -470,18 +474,6 @@ def run_rl(
     meta.extra = {"torch_threads": threads.threads, "torch_threads_reason": threads.reason}
     write_run_meta(out / "meta.json", meta)
     return asyncio.run(trainer._run(resume))
-
-
-class OpenAIPolicy:
-    """`rollout_backend: openai`: the policy's model per rollout (picklable, for Ray's workers)."""
-
-    def __init__(self, served_model: str, generation) -> None:
-        self.served_model, self.generation = served_model, generation
-
-    def __call__(self):
-        from klong.models import load_model as load_spec
-
-        return load_spec(f"openai:{self.served_model}", self.generation)
 
 
 class ServedPolicy:
