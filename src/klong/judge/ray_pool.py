@@ -54,15 +54,13 @@ class RayJudgePool:
         self._started_ray = False
 
     def start(self) -> None:
-        try:
-            import ray
-        except ImportError as e:
-            raise ConfigError("--executor ray needs Ray: pip install 'klong[ray]'") from e
         if self._actors:
             return
-        if not ray.is_initialized():
-            ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
-            self._started_ray = True
+        from klong.rollout.ray_executor import ensure_ray
+
+        self._started_ray = ensure_ray(self.address)
+        import ray
+
         actor = ray.remote(_JudgeActor).options(num_cpus=self.num_cpus, max_restarts=3, max_task_retries=0)
         self._actors = [actor.remote(self.judge_spec, self.cache_root) for _ in range(self.workers)]
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from klong.agent.config import AgentConfig
 from klong.agent.loop import Episode, OnUpdate
@@ -20,8 +20,6 @@ from klong.protocols import Model
 from klong.sandbox import SandboxConfig, make_sandbox
 from klong.schema import Trajectory
 from klong.task import Task
-
-ExecutorKind = Literal["local", "ray"]
 
 
 @dataclass

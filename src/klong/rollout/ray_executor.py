@@ -35,6 +35,37 @@ SLOT = "klong_sandbox"
 """The custom Ray resource: one per episode that may run at once on a node."""
 
 
+def ensure_ray(
+    address: str | None = None, *, sandbox_slots: int | None = None, runtime_env: dict[str, Any] | None = None
+) -> bool:
+    """Ray up in this process: attached to the cluster at `address`, or a local instance with `sandbox_slots` (default:
+    one per CPU) episode slots; nothing when Ray already runs here. True when this call started it (the caller shuts
+    it down)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError("--executor ray needs Ray: pip install 'klong[ray]'") from e
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        import os
+
+        slots = sandbox_slots or os.cpu_count() or 1
+        ray.init(resources={SLOT: slots}, runtime_env=runtime_env, log_to_driver=False, include_dashboard=False)
+    return True
+
+
+def check_slots(address: str | None = None) -> None:
+    """The cluster Ray runs must offer episode slots, or no episode would ever be scheduled."""
+    import ray
+
+    if ray.cluster_resources().get(SLOT, 0) < 1:
+        raise ConfigError(f"the Ray cluster at {address or 'this session'} offers no {SLOT!r} resource: start its "
+                          f"nodes with ray start --resources '{{\"{SLOT}\": N}}' (N episodes at once per node)")  # fmt: skip
+
+
 def _episode_task(job: EpisodeJob, model_factory: Callable[[], Model], tokenizer: Any, queue: Any) -> bool:
     """The body of the Ray task: run (or, after a lost worker, continue) the episode on this worker."""
     job.resume = job.resume or job.trajectory.exists()  # a retry after a lost worker: continue from the file
@@ -85,26 +116,13 @@ class RayExecutor:
         self._started_ray = False
 
     def start(self) -> None:
-        try:
-            import ray
-            from ray.util.queue import Queue
-        except ImportError as e:
-            raise ConfigError("--executor ray needs Ray: pip install 'klong[ray]'") from e
         if self._remote is not None:
             return
-        if not ray.is_initialized():
-            if self.address:
-                ray.init(address=self.address, runtime_env=self.runtime_env, log_to_driver=False)
-            else:
-                import os
+        self._started_ray = ensure_ray(self.address, sandbox_slots=self.sandbox_slots, runtime_env=self.runtime_env)
+        check_slots(self.address)
+        import ray
+        from ray.util.queue import Queue
 
-                slots = self.sandbox_slots or os.cpu_count() or 1
-                ray.init(resources={SLOT: slots}, runtime_env=self.runtime_env, log_to_driver=False,
-                         include_dashboard=False)  # fmt: skip
-            self._started_ray = True
-        if ray.cluster_resources().get(SLOT, 0) < 1:
-            raise ConfigError(f"the Ray cluster at {self.address or 'this session'} offers no {SLOT!r} resource: start "
-                              f"its nodes with ray start --resources '{{\"{SLOT}\": N}}' (N episodes at once per node)")  # fmt: skip
         options: dict[str, Any] = {"num_cpus": self.num_cpus, "resources": {SLOT: 1}, "max_retries": self.max_retries,
                                    "retry_exceptions": False}  # fmt: skip
         if self.memory:
