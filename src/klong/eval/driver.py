@@ -68,6 +68,8 @@ async def run_benchmark(
     semaphore = asyncio.Semaphore(max(1, grade_concurrency))
     pending: dict[str, asyncio.Task] = {}
     fresh = regrade or redo
+    regraded: set[str] = set()
+    """Runs graded in this call (with `regrade`/`redo`, the ones whose old result no longer counts)."""
 
     async def grade(run: RunSummary) -> TaskResult | None:
         path = result_path(out_dir, run.run_id)
@@ -91,10 +93,8 @@ async def run_benchmark(
         atomic_write_json(path, result.model_dump(mode="json"), indent=2)
         regraded.add(run.run_id)
         if on_grade is not None:
-            on_grade(run.run_id, result.status if result.status != "graded" else "graded")
+            on_grade(run.run_id, result.status)
         return result
-
-    regraded: set[str] = set()
 
     async def on_done(run: RunSummary) -> None:
         pending[run.run_id] = asyncio.ensure_future(grade(run))
