@@ -57,8 +57,9 @@ def parse_blacklist(text: str) -> list[str]:
     return entries
 
 
-def read_task(task_dir: str | Path) -> Task:
-    """Load a task dir. Missing required files or malformed contents raise `InputFileError` naming the file."""
+def read_task(task_dir: str | Path, *, paper: str | None = None) -> Task:
+    """Load a task dir. Missing required files or malformed contents raise `InputFileError` naming the file. `paper`
+    stands in for `paper.md` (a paper given only as a PDF, converted by the caller)."""
     task_dir = Path(task_dir)
     if not task_dir.is_dir():
         raise InputFileError(task_dir, "task dir not found (expected a folder with paper.md, config.yaml, rubric.json)")
@@ -78,7 +79,7 @@ def read_task(task_dir: str | Path) -> Task:
     return Task(
         id=task_id,
         title=config.get("title"),
-        paper=read_text(task_dir / PAPER_FILE),
+        paper=read_text(task_dir / PAPER_FILE) if paper is None else paper,
         addendum=read_text(addendum_path) if addendum_path.exists() else "",
         blacklist=parse_blacklist(read_text(blacklist_path)) if blacklist_path.exists() else [],
         config=config,

@@ -193,3 +193,17 @@ def test_in_bwrap_the_agent_cannot_read_the_rubric_and_the_reproduction_runs_the
     assert "requirements" not in leak and "No such file" in leak  # the task dir is not there for the agent
     assert (ws / "submission.reproduced" / "results.txt").read_text() == RESULT + "\n"
     assert json.loads(r.stdout)["overall"]["mean"] == 1.0
+
+
+def test_a_paper_given_only_as_pdf_is_converted(tmp_path):
+    from klong.eval.paperbench import read_paper
+    from klong.factory.pdf2md import pdf_to_markdown
+
+    folder = tmp_path / "papers" / PAPER
+    shutil.copytree(shared_path("paperbench", "papers", PAPER), folder)
+    pdf = shared_path("papers", "pdf", "2305.03393v1-pg9.pdf")
+    shutil.copy(pdf, folder / "paper.pdf")
+    task = read_paper(folder)
+    assert task.id == PAPER and task.path == folder and task.rubric["id"]
+    assert task.paper == pdf_to_markdown(pdf).markdown and len(task.paper) > 1000
+    assert not (folder / "paper.md").exists()  # the data folder is left as it was

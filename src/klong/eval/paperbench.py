@@ -94,20 +94,10 @@ def read_paper(folder: Path) -> Task:
         return read_task(folder)
     if not (folder / "paper.pdf").is_file():
         raise InputFileError(folder / PAPER_FILE, "missing (and no paper.pdf to read instead)")
-    import shutil
-    import tempfile
 
     from klong.factory.pdf2md import pdf_to_markdown
 
-    with tempfile.TemporaryDirectory() as tmp:  # read_task reads a folder: give it one with the converted paper
-        view = Path(tmp) / folder.name
-        view.mkdir()
-        for name in ("addendum.md", "blacklist.txt", CONFIG_FILE, RUBRIC_FILE):
-            if (folder / name).is_file():
-                shutil.copy2(folder / name, view / name)
-        (view / PAPER_FILE).write_text(pdf_to_markdown(folder / "paper.pdf").markdown, encoding="utf-8")
-        task = read_task(view)
-    return task.model_copy(update={"path": folder})
+    return read_task(folder, paper=pdf_to_markdown(folder / "paper.pdf").markdown)
 
 
 class PaperBench:
