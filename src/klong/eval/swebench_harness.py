@@ -90,7 +90,8 @@ async def run_harness(python: str, *, cwd: Path, run_id: str, row: dict[str, Any
         last = (log.read_text(errors="replace").strip().splitlines() or [""])[-1][-300:]
         what = f"failed (exit {code})" if code else "wrote no report"
         raise KlongError(f"the SWE-bench harness {what} for {iid}: {last} (see {log})")
-    entry = read_json(report).get(iid) if isinstance(read_json(report), dict) else None
+    data = read_json(report)
+    entry = data.get(iid) if isinstance(data, dict) else None
     if not isinstance(entry, dict):
         raise InputFileError(report, f"no entry for {iid}")
     return entry, {"report": report, "harness_log": log}
