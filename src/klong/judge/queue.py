@@ -2,13 +2,14 @@
 
 KLong grades while rollouts are still running (so a stage's rollouts do not all wait for the judge at once) and
 grades evaluation submissions before training ones. `submit` returns a future; `depth` and `latencies` feed metrics.
+Latencies are read from the event loop's clock (`loop.time()`: the monotonic clock, or a virtual one under
+`klong.rollout.virtual_time`, where `benchmarks/scale_sim.py` runs this very queue at paper scale).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -43,8 +44,9 @@ class GradingQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def submit(self, job: Any, priority: Priority = "train") -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((_RANK[priority], next(self._seq), job, future, time.monotonic()))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put_nowait((_RANK[priority], next(self._seq), job, future, loop.time()))
         return future
 
     async def _worker(self) -> None:
@@ -60,5 +62,5 @@ class GradingQueue:
                 if not future.done():
                     future.set_result(result)
             finally:
-                self.latencies.append(time.monotonic() - submitted)
+                self.latencies.append(asyncio.get_running_loop().time() - submitted)
                 self._queue.task_done()
