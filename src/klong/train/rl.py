@@ -29,7 +29,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +211,7 @@ class RLTrainer:
             for rid in failed:
                 archive_run(out / "rollouts", rid)
             counts["reruns"] += len(failed)
+        counts["rollouts_done_at"] = asyncio.get_running_loop().time()  # the last rollout's end; grades may still run
         return {rid: await f for rid, f in futures.items()}, counts
 
     async def _grade(self, job) -> dict[str, Any]:
@@ -220,7 +220,7 @@ class RLTrainer:
         if path.exists():
             return {"grade": read_json(path), "trajectory": traj, "latency": 0.0}
         violations = traj.meta.get("monitor", {}).get("blacklist_violations", [])
-        started = time.monotonic()
+        started = asyncio.get_running_loop().time()
         submission = out / "rollouts" / "workspaces" / traj.id / "submission"
         disqualified = violations[0]["resource"] if violations else None
         if self.judge_pool is not None:
@@ -228,7 +228,7 @@ class RLTrainer:
         else:
             grade = await grade_submission(submission, task, self.judge, disqualified=disqualified)
         write_grade(path, grade)
-        return {"grade": grade, "trajectory": traj, "latency": time.monotonic() - started}
+        return {"grade": grade, "trajectory": traj, "latency": asyncio.get_running_loop().time() - started}
 
     # -- the update ------------------------------------------------------------------------------------------------
     def _windows(self, results: dict[str, dict[str, Any]]) -> tuple[list[Window], int]:
@@ -264,6 +264,10 @@ class RLTrainer:
 
     def update(self, windows: list[Window], rng: random.Random) -> dict[str, Any]:
         return self.updater(windows, rng)
+
+    async def _update(self, windows: list[Window], rng: random.Random) -> dict[str, Any]:
+        """The policy update, off the event loop (the judge queue and progress keep running)."""
+        return await asyncio.to_thread(self.update, windows, rng)
 
     # -- the loop --------------------------------------------------------------------------------------------------
     async def _run(self, resume: bool) -> list[dict[str, Any]]:
@@ -378,11 +382,12 @@ class RLTrainer:
         tasks = rng.sample(self.tasks, min(cfg.tasks_per_iteration, len(self.tasks)))
         out = self.out / "stages" / f"s{m}" / f"it{i}"
         agent = self._agent_config(stage.timeout, stage.max_turns, stage.context_tokens)
-        started = time.monotonic()
+        started = asyncio.get_running_loop().time()
         results, counts = await self._rollouts(tasks, out, agent, cfg.group_size, queue, "train")
-        rollout_seconds = time.monotonic() - started
+        graded = asyncio.get_running_loop().time()
+        rollout_seconds = counts.pop("rollouts_done_at") - started
         windows, skipped = self._windows(results)
-        update = await asyncio.to_thread(self.update, windows, rng) if windows else {"windows": 0}
+        update = await self._update(windows, rng) if windows else {"windows": 0}
         rewards = [float(r["grade"]["score"]) for r in results.values()] or [0.0]
         trajs = [r["trajectory"] for r in results.values()]
         record = {
@@ -396,7 +401,8 @@ class RLTrainer:
             **counts, "groups_without_baseline": skipped,
             "judge_latency": statistics.mean(r["latency"] for r in results.values()) if results else 0.0,
             "judge_queue_depth_max": self._depth, "rollout_seconds": rollout_seconds,
-            "seconds": time.monotonic() - started, **update,
+            "grading_tail_seconds": graded - started - rollout_seconds,
+            "seconds": asyncio.get_running_loop().time() - started, **update,
         }  # fmt: skip
         state.update({"stage": m, "iteration": i + 1, "done": done + 1})
         if i + 1 == stage.iterations:
