@@ -61,7 +61,9 @@ class RayJudgePool:
         self._started_ray = ensure_ray(self.address)
         import ray
 
-        actor = ray.remote(_JudgeActor).options(num_cpus=self.num_cpus, max_restarts=3, max_task_retries=0)
+        # an actor lost with its node is made again elsewhere and the grading it was doing is run again there: grading
+        # is idempotent (same submission, same leaves; the judge cache answers the leaves already graded)
+        actor = ray.remote(_JudgeActor).options(num_cpus=self.num_cpus, max_restarts=3, max_task_retries=2)
         self._actors = [actor.remote(self.judge_spec, self.cache_root) for _ in range(self.workers)]
 
     async def grade(self, submission: str | Path, task: Any, **options: Any) -> dict[str, Any]:

@@ -128,7 +128,10 @@ class RayExecutor:
         if self.memory:
             options["memory"] = self.memory
         self._remote = ray.remote(_episode_task).options(**options)
-        self._queue = Queue(actor_options={"num_cpus": 0})
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self._queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})  # dies with the driver only
 
     async def _poll(self) -> None:
         from ray.util.queue import Empty
