@@ -61,3 +61,25 @@ def test_sampler_refuses_a_processor_it_did_not_configure(tiny_model_dir):
         new = sampler.generate(model, ids, max_new_tokens=5, stop_ids=[], check=True)
     assert len(new) == len(sampler.logprobs) == 5 and sampler.record.logprobs == "processed"
     assert Sampler(0.0).record.logprobs == "raw" and Sampler(0.0).record.logprobs_temperature == 1.0
+
+
+def test_a_shared_model_samples_each_episode_the_same_whatever_the_order(tmp_path, tiny_model_dir):
+    """Episodes sharing one in-process model (RL's hf backend, the demo) at temperature 1: each episode samples the
+    same tokens whether it runs alone, first or beside three others, because each call's seed comes from the episode
+    and its turn (`klong.models.call_seed`), not from how many calls the shared model made before."""
+    tasks = [make_task(tmp_path / "tasks", task_id=f"t{i}", paragraphs=2) for i in range(4)]
+    cfg = ModelConfig(max_tokens=8, temperature=1.0, seed=3)
+    agent = AgentConfig(clock="virtual", max_turns=3, mandatory_reading=False,
+                        context=ContextConfig(max_context_tokens=4096, overlap_tokens=256))  # fmt: skip
+
+    def sampled(out, order, concurrency):
+        shared = load_model(f"hf:{tiny_model_dir}", cfg)
+        asyncio.run(run_rollouts([tasks[i] for i in order], model_factory=lambda: shared, sandbox="local",
+                                 config=agent, out_dir=out, concurrency=concurrency))  # fmt: skip
+        return {i: [m.token_ids for m in read_trajectory(out / "trajectories" / f"t{i}__a0.json").messages
+                    if m.role == "assistant"] for i in range(4)}  # fmt: skip
+
+    together = sampled(tmp_path / "together", [0, 1, 2, 3], 4)
+    reversed_alone = sampled(tmp_path / "alone", [3, 2, 1, 0], 1)
+    assert together == reversed_alone
+    assert len({str(v) for v in together.values()}) == 4  # and the episodes do not all sample the same

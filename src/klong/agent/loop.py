@@ -39,6 +39,7 @@ from klong.exceptions import (
     StopReason,
 )
 from klong.io import format_validation_error
+from klong.models.call_seed import model_call
 from klong.protocols import Model
 from klong.redact import redact
 from klong.sandbox import Sandbox
@@ -211,7 +212,8 @@ class Episode:
                 self._stop(StopReason.CONTEXT_EXHAUSTED, f"{e}{f' (after: {detail})' if detail else ''}")
                 return None
             try:
-                reply = await self.model.generate(view.messages, self.traj.tools)
+                with model_call(self.run_id, self.traj.assistant_turns()):  # the call's seed: this episode, this turn
+                    reply = await self.model.generate(view.messages, self.traj.tools)
             except ContextLengthError as e:
                 self.policy.restore(state)
                 detail = str(e)

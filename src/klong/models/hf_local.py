@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from klong.exceptions import ContextLengthError, InputFileError
+from klong.models.call_seed import call_seed
 from klong.models.config import ModelConfig
 from klong.models.sampler import Sampler
 from klong.models.tokens import Renderers, reply_message, stop_token_ids
@@ -95,8 +96,9 @@ class HFModel:
         input_ids = torch.tensor([prompt], device=device)
         sampler = Sampler(c.temperature, c.top_p)
         with self._lock, torch.no_grad():
-            if c.seed is not None:
-                torch.manual_seed(c.seed + self.calls)
+            seed = call_seed(c.seed, self.calls)  # per episode and turn: independent of the order of calls
+            if seed is not None:
+                torch.manual_seed(seed)
             was_training = self.model.training
             self.model.eval()
             try:

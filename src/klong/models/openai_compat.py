@@ -19,6 +19,7 @@ from typing import Any
 from klong import redact
 from klong.chat.parsing import parse_reply
 from klong.exceptions import ContextLengthError, ModelError
+from klong.models.call_seed import call_seed
 from klong.models.config import ModelConfig
 from klong.schema import Message, Sampling, ToolCall, ToolFunction, Usage
 
@@ -69,8 +70,8 @@ class OpenAIModel:
             "top_p": c.top_p,
             "max_tokens": c.max_tokens,
         }
-        if c.seed is not None:
-            kwargs["seed"] = c.seed
+        if (seed := call_seed(c.seed)) is not None:  # per episode and turn inside an episode, else the seed as set
+            kwargs["seed"] = seed
         if tools:
             kwargs["tools"] = list(tools)
         if json_mode:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from klong.exceptions import ContextLengthError, EngineError, InputFileError, ModelError
+from klong.models.call_seed import call_seed
 from klong.models.config import ModelConfig
 from klong.models.openai_compat import is_context_length_error
 from klong.models.tokens import Renderers, reply_message, stop_token_ids
@@ -119,7 +120,7 @@ class VLLMModel:
         try:
             response = await self._openai(server).completions.create(
                 model=server.request_model, prompt=prompt, max_tokens=c.max_tokens, temperature=c.temperature,
-                top_p=c.top_p, logprobs=0, seed=None if c.seed is None else c.seed + self.calls, extra_body=body,
+                top_p=c.top_p, logprobs=0, seed=call_seed(c.seed, self.calls), extra_body=body,
             )  # fmt: skip
         except openai.APIStatusError as e:
             if is_context_length_error(e.status_code, e.body, str(e)):

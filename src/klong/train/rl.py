@@ -141,19 +141,26 @@ class RLTrainer:
         if cfg.rollout_backend == "hf":
             from klong.models.hf_local import HFModel
 
-            shared = HFModel.from_loaded(self.policy, self.tokenizer, cfg.generation)
+            shared = HFModel.from_loaded(self.policy, self.tokenizer, self._generation())
             shared.policy_version = self.version
             return lambda: shared
         if cfg.rollout_backend == "vllm":
             if cfg.executor == "ray":
-                return ServedPolicy(str(cfg.policy_path), cfg.generation, self.server.view())
+                return ServedPolicy(str(cfg.policy_path), self._generation(), self.server.view())
             from klong.models.vllm_model import VLLMModel
 
-            served = VLLMModel(cfg.policy_path, cfg.generation, server=self.server)
+            served = VLLMModel(cfg.policy_path, self._generation(), server=self.server)
             return lambda: served
         from klong.models import ModelFactory
 
-        return ModelFactory(f"openai:{cfg.served_model}", cfg.generation.model_copy(update={"logprobs": True}))
+        return ModelFactory(f"openai:{cfg.served_model}", self._generation().model_copy(update={"logprobs": True}))
+
+    def _generation(self):
+        """The rollouts' sampling settings for the current policy version: with a seed, one of its own per version, so
+        that iteration k's rollout of a task and attempt does not reuse iteration k-1's random draws (each call's seed
+        is then derived from it, the run and the turn: `klong.models.call_seed`)."""
+        gen = self.config.generation
+        return gen if gen.seed is None else gen.model_copy(update={"seed": gen.seed * 1_000_003 + self.version})
 
     def _agent_config(self, timeout: float, max_turns: int | None, context_tokens: int | None):
         agent = self.config.agent.model_copy(deep=True)
